@@ -1,0 +1,1 @@
+"""jaxsim.mr — MR acquisition physics (layer 2)."""

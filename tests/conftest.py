@@ -1,0 +1,44 @@
+"""Shared test configuration.
+
+Kernel tests run twice in CI: once in float32 (the default) and once with
+``JAX_ENABLE_X64=1``. Tolerances are keyed by the active float precision.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+X64 = bool(jax.config.read("jax_enable_x64"))
+FLOAT = jnp.float64 if X64 else jnp.float32
+
+
+def shared_data_dir() -> Path:
+    """The folder of small real images (``../shared/data`` or ``$JAXSIM_SHARED_DATA``)."""
+    env = os.environ.get("JAXSIM_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def x64() -> bool:
+    return X64
+
+
+@pytest.fixture
+def rtol() -> float:
+    """Relative tolerance for comparing a jaxsim kernel with a float64 reference."""
+    return 1e-10 if X64 else 2e-5
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent (set JAXSIM_SHARED_DATA)")
+    return path
