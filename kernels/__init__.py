@@ -4,3 +4,9 @@ Every kernel is a function of arrays that jit, vmap and grad can transform; it i
 only jax and numpy. Units follow the project convention: lengths in mm, times in
 seconds, angles in radians, off-resonance in Hz.
 """
+
+from ._bssfp import bssfp_signal as bssfp_signal
+from ._bssfp import mrxcat_bssfp_signal as mrxcat_bssfp_signal
+from ._bssfp_transient import MAX_PULSE_INDEX as MAX_PULSE_INDEX
+from ._bssfp_transient import bssfp_transient as bssfp_transient
+from ._spoiled_gre import spoiled_gre_signal as spoiled_gre_signal

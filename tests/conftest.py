@@ -18,7 +18,7 @@ FLOAT = jnp.float64 if X64 else jnp.float32
 
 
 def shared_data_dir() -> Path:
-    """The folder of small real images (``../shared/data`` or ``$JAXSIM_SHARED_DATA``)."""
+    """Folder of small real images: ``$JAXSIM_SHARED_DATA`` or ``../shared/data``."""
     env = os.environ.get("JAXSIM_SHARED_DATA")
     if env:
         return Path(env)
