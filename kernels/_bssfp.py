@@ -81,13 +81,17 @@ def _echo_factor(t2, te, off_resonance):
 
 @jax.jit
 def _bssfp_core(pd, t1, t2, tr, te, flip, off_resonance, rf_phase_increment):
-    e1, one_minus_e1, e2 = _relaxation_factors(t1, t2, tr)
+    e1, one_minus_e1 = _relaxation_factors(t1, t2, tr)[:2]
     one_minus_e2 = -jnp.expm1(-tr / t2)
+    e2 = 1.0 - one_minus_e2
     beta = 2.0 * jnp.pi * off_resonance * tr + rf_phase_increment
-    ca, sa, sb = jnp.cos(flip), jnp.sin(flip), jnp.sin(beta)
-    # 1 - cos computed as 2 sin^2(x/2): exact near 0 where the cosine form cancels.
+    ca, sa = jnp.cos(flip), jnp.sin(flip)
+    # 1 - cos computed as 2 sin^2(x/2): exact near 0 where the cosine form cancels;
+    # one sine/cosine pair of beta/2 gives both 1 - cos(beta) and sin(beta).
     one_minus_ca = 2.0 * jnp.sin(flip / 2) ** 2
-    one_minus_cb = 2.0 * jnp.sin(beta / 2) ** 2
+    sh, ch = jnp.sin(beta / 2), jnp.cos(beta / 2)
+    one_minus_cb = 2.0 * sh**2
+    sb = 2.0 * sh * ch
     # Fixed point of M+ = R_x(alpha) [P(beta) E M+ + (1 - E1) z] in closed form. The
     # textbook denominator (1 - E1 ca)(1 - E2 cb) - E2 (E1 - ca)(E2 - cb) is
     # rewritten as a sum of non-negative terms, which stays accurate in float32 when
