@@ -137,10 +137,6 @@ def _backproject_impl(projections, vol_geom, geom, chunk):
     return transpose(projections)[0]
 
 
-def _zero_cotangent(tree):
-    return jax.tree.map(jnp.zeros_like, tree)
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _project(volume, vol_geom, geom, chunk):
     return _project_impl(volume, vol_geom, geom, chunk)
@@ -151,9 +147,9 @@ def _project_fwd(volume, vol_geom, geom, chunk):
 
 
 def _project_bwd(chunk, res, cotangent):
-    vol_geom, geom = res
+    vol_geom, geom = res  # geometry is not differentiated: None is a zero cotangent
     grad = _backproject_impl(cotangent, vol_geom, geom, chunk)
-    return grad, _zero_cotangent(vol_geom), _zero_cotangent(geom)
+    return grad, None, None
 
 
 _project.defvjp(_project_fwd, _project_bwd)
@@ -171,10 +167,16 @@ def _backproject_fwd(projections, vol_geom, geom, chunk):
 def _backproject_bwd(chunk, res, cotangent):
     vol_geom, geom = res
     grad = _project_impl(cotangent, vol_geom, geom, chunk)
-    return grad, _zero_cotangent(vol_geom), _zero_cotangent(geom)
+    return grad, None, None
 
 
 _backproject.defvjp(_backproject_fwd, _backproject_bwd)
+
+
+# Compiled entry points: geometry leaves are traced, sizes and the chunk are static, so
+# a new scan of the same shape reuses the compiled code.
+_project_jit = jax.jit(_project, static_argnums=3)
+_backproject_jit = jax.jit(_backproject, static_argnums=3)
 
 
 def _check_inputs(name, array, expected, vol_geom, geom, chunk):
@@ -232,7 +234,7 @@ def cone_beam_project(
     chunk = _check_inputs(
         "volume", volume, vol_geom.shape, vol_geom, geom, views_per_chunk
     )
-    return _project(volume, vol_geom, geom, chunk)
+    return _project_jit(volume, vol_geom, geom, chunk)
 
 
 def cone_beam_backproject(
@@ -265,4 +267,4 @@ def cone_beam_backproject(
     chunk = _check_inputs(
         "projections", projections, expected, vol_geom, geom, views_per_chunk
     )
-    return _backproject(projections, vol_geom, geom, chunk)
+    return _backproject_jit(projections, vol_geom, geom, chunk)
