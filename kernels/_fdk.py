@@ -10,6 +10,7 @@ weight ``(dso / U)^2`` and bilinear interpolation on the detector. Views are loo
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -182,6 +183,11 @@ def fdk(
         raise TypeError(f"projections must be float; got dtype {projections.dtype}")
     check_volume_fits(vol_geom, geom)
     short = _scan_kind(geom, short_scan)
+    return _fdk_jit(projections, vol_geom, geom, filter, short)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _fdk_jit(projections, vol_geom, geom, filter, short):
     filtered = _filter_projections(projections, geom, filter, short)
     angles = jnp.asarray(geom.angles, projections.dtype)
     nz, ny, nx = vol_geom.shape

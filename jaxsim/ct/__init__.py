@@ -23,6 +23,7 @@ from ._physics import transmission as transmission
 from ._physics import water_correction as water_correction
 from ._physics import water_reference as water_reference
 from ._simulate import CTResult as CTResult
+from ._simulate import nominal_hu as nominal_hu
 from ._simulate import scanner_geometry as scanner_geometry
 from ._simulate import simulate_ct_from_fractions as simulate_ct_from_fractions
 from ._simulate import to_hu as to_hu

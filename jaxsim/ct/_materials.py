@@ -81,7 +81,7 @@ def attenuation(name: str, energy=None, *, density_g_cm3: float | None = None):
 def iodine_attenuation(concentration_mg_ml, energy=None):
     """Attenuation added by dissolved iodine, 1/mm, at ``concentration`` mg/mL."""
     mu_per_g_cm3 = attenuation("iodine", energy, density_g_cm3=1.0)
-    return np.asarray(concentration_mg_ml, np.float64)[..., None] * 1e-3 * mu_per_g_cm3
+    return np.asarray(concentration_mg_ml, np.float64) * 1e-3 * mu_per_g_cm3
 
 
 def blood_with_iodine(concentration_mg_ml: float, energy=None) -> np.ndarray:

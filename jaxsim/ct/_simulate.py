@@ -17,7 +17,7 @@ from jaxsim.kernels import (
     fdk,
 )
 
-from ._materials import monochromatic, spectrum
+from ._materials import attenuation, monochromatic, spectrum
 from ._noise import detected_counts, log_transform
 from ._physics import (
     basis_attenuation,
@@ -184,3 +184,35 @@ def simulate_ct_from_fractions(
     image = to_hu(fdk(corrected, vol_geom, geom, filter=filter), mu_water, mu_air)
     labels = jnp.argmax(fractions, axis=0).astype(jnp.uint8)
     return CTResult(measured, image, labels, geom, mu_water)
+
+
+def nominal_hu(
+    beam: str | float | tuple = "120kVp",
+    *,
+    tissues: tuple[str, ...] | None = None,
+    tissue_materials: Mapping[str, tuple[Mapping[str, float], float]] | None = None,
+    water_mm: float = 0.0,
+) -> dict[str, float]:
+    """Noise- and artefact-free HU of each tissue for a beam (spectrum-mean mu).
+
+    Args:
+        beam: as in :func:`simulate_ct_from_fractions`.
+        water_mm: harden the spectrum by this much water first (a body's own
+            filtration: iodine and bone contrast drop as the beam hardens).
+        tissues: tissue names; default :data:`jaxsim.phantoms.TISSUES`.
+        tissue_materials: tissue -> (material volume fractions, iodine mg/mL).
+
+    Returns:
+        ``{tissue: HU}`` using the spectrum-weighted mean attenuation.
+    """
+    if tissues is None:
+        from jaxsim.phantoms import TISSUES as tissues
+    energies, weights = _beam(beam, jnp.float32)
+    e = np.asarray(energies, np.float64)
+    w = np.asarray(weights, np.float64) * np.exp(-attenuation("water", e) * water_mm)
+    w = w / w.sum()
+    names, mixing = basis_matrix(tuple(tissues), tissue_materials)
+    mu = basis_attenuation(names, e) @ w  # (n_basis,)
+    mu_water, mu_air = water_reference(w, e)
+    values = 1000.0 * (mu @ mixing - mu_water) / (mu_water - mu_air)
+    return {t: float(v) for t, v in zip(tissues, values, strict=True)}
