@@ -25,5 +25,6 @@ from ._physics import water_reference as water_reference
 from ._simulate import CTResult as CTResult
 from ._simulate import nominal_hu as nominal_hu
 from ._simulate import scanner_geometry as scanner_geometry
+from ._simulate import simulate_ct as simulate_ct
 from ._simulate import simulate_ct_from_fractions as simulate_ct_from_fractions
 from ._simulate import to_hu as to_hu
