@@ -100,7 +100,9 @@ class ImageGeometry:
         cls, *, shape: tuple[int, int, int], spacing, center=(0.0, 0.0, 0.0)
     ) -> ImageGeometry:
         """A grid whose index axes are world ``x, y, z``, centred on ``center``."""
-        return cls.from_axes(center=center, axes=jnp.eye(3), spacing=spacing, shape=shape)
+        return cls.from_axes(
+            center=center, axes=jnp.eye(3), spacing=spacing, shape=shape
+        )
 
     # ------------------------------------------------------------------ queries
     @property

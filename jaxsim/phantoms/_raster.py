@@ -1,0 +1,299 @@
+"""Rasterisation: soft, supersampled, differentiable tissue fractions on any grid.
+
+Every organ contributes one or more *layers* ``(tissue, d)`` in priority order, where
+``d`` is an approximate signed distance (mm). With ``D_k = min(d_1, ..., d_k)`` (the
+union of the first ``k`` layers) and soft occupancy ``U_k = sigmoid(-D_k / w)``, layer
+``k`` receives ``U_k - U_(k-1) >= 0`` and air receives ``1 - U_K``: the fractions
+telescope to exactly 1, nested shapes sharing a boundary (cavity and epicardium at
+the base plane) produce no spurious slivers, and each tissue's volume is that of its
+region (to second order in ``w``). Fractions are averaged over a regular sub-grid of
+each voxel and computed slice by slice (``lax.map`` with rematerialisation), so memory
+stays bounded for large grids, also under ``grad``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.geometry import ImageGeometry
+from jaxsim.kernels._checks import check_range, is_concrete
+
+from ._heart import (
+    CHAMBER_TISSUES,
+    chamber_bounds,
+    chamber_distances,
+    heart_pose,
+    vessel_layers,
+)
+from ._labels import TISSUE_INDEX, TISSUES
+from ._motion import lv_shape
+from ._subject import Subject, check_subject
+from ._torso import torso_layers
+
+__all__ = ["tissue_fractions", "label_map", "DEFAULT_SUPERSAMPLE"]
+
+# "auto": sub-samples along the coarse axes of anisotropic voxels only (see
+# `_normalise_supersample`); the soft step of half-width w = half the finest sub-sample
+# spacing already approximates the box-filtered (partial-volume) edge along the fine
+# axes, since a box filter turns a planar step into a ramp one voxel wide.
+DEFAULT_SUPERSAMPLE = "auto"
+MAX_AUTO_SUPERSAMPLE = 4
+BLOCK_POINTS = 8192  # voxels per lax.map step: keeps intermediates in cache
+_FAR = 1.0e4  # mm; the distance of a culled layer
+
+
+def _normalise_supersample(supersample, spacing) -> tuple[int, int, int]:
+    """``(sz, sy, sx)`` sub-samples per voxel; ``"auto"`` gives each axis
+    ``ceil(spacing / finest spacing)`` (at most ``MAX_AUTO_SUPERSAMPLE``)."""
+    if isinstance(supersample, str) and supersample == "auto":
+        if not is_concrete(spacing):
+            raise ValueError('supersample="auto" needs a concrete geometry affine')
+        spacing = np.asarray(spacing, dtype=np.float64)
+        ratio = np.ceil(spacing / spacing.min() - 1e-6)
+        return tuple(int(min(MAX_AUTO_SUPERSAMPLE, r)) for r in ratio)
+    if isinstance(supersample, int):
+        supersample = (supersample,) * 3
+    supersample = tuple(supersample)
+    if len(supersample) != 3 or not all(
+        isinstance(n, int) and 1 <= n <= 16 for n in supersample
+    ):
+        raise ValueError(
+            'supersample must be "auto", an int or three ints (sz, sy, sx) in '
+            f"[1, 16]; got {supersample!r}"
+        )
+    return supersample
+
+
+def _occupancy(d, width):
+    """Soft occupancy: a C1 cubic step from 1 (``d <= -width``) to 0 (``d >= width``).
+
+    Symmetric about the surface (so volumes are unbiased to first order) and free of
+    transcendental functions (it is evaluated once per layer and sub-sample).
+    """
+    t = jnp.clip(0.5 - d * (0.5 / width), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _point_fractions(subject, pose, chambers, p, width, respiratory_phase):
+    """Per-tissue fractions (list, ``None`` for absent tissues) at points ``p``."""
+    layers = (
+        list(zip(CHAMBER_TISSUES, chambers[:6]))
+        + vessel_layers(subject, pose, p)
+        + [(TISSUE_INDEX["fat"], chambers[6])]
+        + torso_layers(subject, p, respiratory_phase)
+    )
+    fractions = [None] * len(TISSUES)
+    union = None
+    occupied = 0.0
+    for tissue, d in layers:
+        union = d if union is None else jnp.minimum(union, d)
+        occ = _occupancy(union, width)
+        part = occ - occupied
+        fractions[tissue] = (
+            part if fractions[tissue] is None else fractions[tissue] + part
+        )
+        occupied = occ
+    fractions[0] = 1.0 - occupied
+    return fractions
+
+
+def _near(geometry, k, j0, rows, centre, radius):
+    """Whether the block (slice ``k``, rows ``j0..j0+rows-1``) may reach the sphere.
+
+    Conservative: the index-space distance from the sphere centre to the block box
+    times the smallest singular value of the affine bounds the world distance.
+    """
+    nx = geometry.shape[2]
+    m = jax.lax.stop_gradient(geometry.affine)
+    steps = m[:3, :3]
+    c = jnp.linalg.solve(steps, jax.lax.stop_gradient(centre) - m[:3, 3])
+    lo = jnp.stack([-0.5, j0 - 0.5, k - 0.5])
+    hi = jnp.stack([nx - 0.5, j0 + rows - 0.5, k + 0.5])
+    gap = jnp.linalg.norm(c - jnp.clip(c, lo, hi))
+    sigma = jnp.linalg.svd(steps, compute_uv=False)[-1]
+    return sigma * gap <= jax.lax.stop_gradient(radius)
+
+
+def _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion):
+    """Fractions ``(T, rows, nx)`` of rows ``j0 .. j0 + rows - 1`` of slice ``k``.
+
+    Sub-samples are unrolled in Python; the chamber distances are only evaluated
+    when the block can reach the heart (``lax.cond``; outside it they are a large
+    constant, which gives exactly the same fractions and gradients, because the
+    occupancy step has compact support).
+    """
+    nx = geometry.shape[2]
+    dtype = geometry.affine.dtype
+    m = geometry.affine
+    i = jnp.arange(nx, dtype=dtype)[None, :]
+    j = j0 + jnp.arange(rows, dtype=dtype)[:, None]
+    pose, shape, resp = motion
+    points = [
+        tuple(
+            m[r, 0] * (i + ox) + m[r, 1] * (j + oy) + m[r, 2] * (k + oz) + m[r, 3]
+            for r in range(3)
+        )
+        for oz, oy, ox in offsets
+    ]
+
+    def chambers():
+        out = [chamber_distances(subject, pose, shape, p) for p in points]
+        return jnp.stack(
+            [jnp.stack([jnp.broadcast_to(d, (rows, nx)) for d in ds]) for ds in out]
+        )
+
+    def far():
+        return jnp.full((len(offsets), 7, rows, nx), _FAR, dtype)
+
+    near = _near(geometry, k, j0, rows, *chamber_bounds(subject, pose))
+    distances = jax.lax.cond(near, chambers, far)
+    total = [None] * len(TISSUES)
+    for o, p in enumerate(points):
+        fractions = _point_fractions(subject, pose, distances[o], p, width, resp)
+        for t, f in enumerate(fractions):
+            if f is not None:
+                total[t] = f if total[t] is None else total[t] + f
+    scale = 1.0 / len(offsets)
+    zero = jnp.zeros((rows, nx), dtype)
+    return jnp.stack(
+        [zero if f is None else jnp.broadcast_to(f * scale, (rows, nx)) for f in total]
+    )
+
+
+def _sub_offsets(supersample):
+    """Sub-sample offsets ``(oz, oy, ox)`` in voxel units, centred in the voxel."""
+    axes = [[(m + 0.5) / n - 0.5 for m in range(n)] for n in supersample]
+    return tuple(itertools.product(*axes))
+
+
+def _rows_per_block(ny: int, nx: int) -> int:
+    """Largest divisor of ``ny`` keeping a block near ``BLOCK_POINTS`` points."""
+    target = max(1, BLOCK_POINTS // nx)
+    return max(d for d in range(1, ny + 1) if ny % d == 0 and d <= target)
+
+
+@functools.partial(jax.jit, static_argnames=("supersample",))
+def _fractions(subject, geometry, cardiac_phase, respiratory_phase, width, supersample):
+    dtype = geometry.affine.dtype
+    nz, ny, nx = geometry.shape
+    if width is None:
+        width = 0.5 * jnp.min(geometry.spacing / jnp.asarray(supersample, dtype))
+    motion = (
+        heart_pose(subject, respiratory_phase),
+        lv_shape(subject, cardiac_phase),
+        respiratory_phase,
+    )
+    offsets = _sub_offsets(supersample)
+    rows = _rows_per_block(ny, nx)
+    n_blocks = ny // rows
+
+    @jax.checkpoint
+    def one(index):
+        k = (index // n_blocks).astype(dtype)
+        j0 = (index % n_blocks * rows).astype(dtype)
+        return _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion)
+
+    out = jax.lax.map(one, jnp.arange(nz * n_blocks))  # (nz * n_blocks, T, rows, nx)
+    out = out.reshape(nz, n_blocks, len(TISSUES), rows, nx)
+    return jnp.moveaxis(out, 2, 0).reshape(len(TISSUES), nz, ny, nx)
+
+
+def tissue_fractions(
+    subject: Subject,
+    geometry: ImageGeometry,
+    *,
+    cardiac_phase=0.0,
+    respiratory_phase=0.0,
+    supersample=DEFAULT_SUPERSAMPLE,
+    width=None,
+) -> jax.Array:
+    """Partial-volume fractions of every tissue on an (oblique) voxel grid.
+
+    Args:
+        subject: one ``Subject`` (scalar leaves; use ``jax.vmap`` for batches).
+        geometry: the grid, shape ``(nz, ny, nx)``.
+        cardiac_phase: scalar in [0, 1); 0 is end-diastole, ``end_systolic_phase``
+            end-systole.
+        respiratory_phase: scalar in [0, 1); 0 is end-expiration, 0.5 end-inspiration.
+        supersample: sub-samples per voxel (a regular sub-grid): an int,
+            ``(sz, sy, sx)``, or ``"auto"`` (the default: ``ceil(spacing / finest
+            spacing)`` per axis, at most 4 — e.g. ``(4, 1, 1)`` for an 8 mm x
+            1.25 mm x 1.25 mm short-axis stack, ``(1, 1, 1)`` for isotropic grids,
+            which needs a concrete geometry).
+        width: half-width ``w`` (mm) of the soft boundary step (a C1 cubic from 1
+            at ``d = -w`` to 0 at ``d = w``); default half the finest sub-sample
+            spacing, so that the step approximates the partial-volume ramp.
+
+    Returns:
+        ``(len(TISSUES), nz, ny, nx)`` array (the geometry's float dtype) of
+        fractions in [0, 1] that sum to 1 in every voxel; differentiable in every
+        subject parameter.
+
+    Raises:
+        ValueError: invalid subject, phase or supersampling.
+
+    Example:
+        >>> s = default_subject("male")
+        >>> geom = short_axis_geometry(s, shape=(1, 64, 64), spacing=(8.0, 4.0, 4.0))
+        >>> tissue_fractions(s, geom).shape
+        (17, 1, 64, 64)
+    """
+    if not isinstance(geometry, ImageGeometry):
+        raise TypeError(
+            f"geometry must be an ImageGeometry; got {type(geometry).__name__}"
+        )
+    check_subject(subject)
+    check_range(
+        "cardiac_phase",
+        cardiac_phase,
+        low=0.0,
+        high=1.0,
+        low_inclusive=True,
+        high_inclusive=False,
+    )
+    check_range(
+        "respiratory_phase",
+        respiratory_phase,
+        low=0.0,
+        high=1.0,
+        low_inclusive=True,
+        high_inclusive=False,
+    )
+    if width is not None:
+        check_range("width", width, low=0.0, unit="mm")
+    supersample = _normalise_supersample(supersample, geometry.spacing)
+    return _fractions(
+        subject, geometry, cardiac_phase, respiratory_phase, width, supersample
+    )
+
+
+def label_map(
+    subject: Subject,
+    geometry: ImageGeometry,
+    *,
+    cardiac_phase=0.0,
+    respiratory_phase=0.0,
+    supersample=DEFAULT_SUPERSAMPLE,
+) -> jax.Array:
+    """Label map: the index (into ``TISSUES``) of each voxel's largest fraction.
+
+    Args:
+        subject, geometry, cardiac_phase, respiratory_phase, supersample: as for
+            :func:`tissue_fractions`.
+
+    Returns:
+        ``(nz, ny, nx)`` uint8 array.
+    """
+    fractions = tissue_fractions(
+        subject,
+        geometry,
+        cardiac_phase=cardiac_phase,
+        respiratory_phase=respiratory_phase,
+        supersample=supersample,
+    )
+    return jnp.argmax(fractions, axis=0).astype(jnp.uint8)
