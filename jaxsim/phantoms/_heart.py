@@ -40,7 +40,7 @@ CHAMBER_TISSUES = tuple(
 HEART_RESPIRATORY_FRACTION = 0.6  # heart z excursion / diaphragm excursion
 # RV crescent thickness (mm) per rv_lv_ratio * a^2 c / (A L); calibrated so that the
 # realised RV volume of the default subjects is about rv_lv_ratio * edv.
-RV_THICKNESS_GAIN = 1.2
+RV_THICKNESS_GAIN = 1.65
 
 
 class HeartPose(NamedTuple):
@@ -160,7 +160,7 @@ def heart_layers(subject: Subject, pose: HeartPose, shape: LVShape, p):
     """
     chambers = chamber_distances(subject, pose, shape, p)
     return (
-        list(zip(CHAMBER_TISSUES, chambers[:6]))
+        [(t, chambers[n]) for n, t in enumerate(CHAMBER_TISSUES)]
         + vessel_layers(subject, pose, p)
         + [(TISSUE_INDEX["fat"], chambers[6])]
     )

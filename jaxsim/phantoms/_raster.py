@@ -82,7 +82,7 @@ def _occupancy(d, width):
 def _point_fractions(subject, pose, chambers, p, width, respiratory_phase):
     """Per-tissue fractions (list, ``None`` for absent tissues) at points ``p``."""
     layers = (
-        list(zip(CHAMBER_TISSUES, chambers[:6]))
+        [(t, chambers[n]) for n, t in enumerate(CHAMBER_TISSUES)]
         + vessel_layers(subject, pose, p)
         + [(TISSUE_INDEX["fat"], chambers[6])]
         + torso_layers(subject, p, respiratory_phase)
