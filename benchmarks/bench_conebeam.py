@@ -262,6 +262,8 @@ def main() -> None:
                 np.linalg.norm((rec - rtk_rec)[inner]) / np.linalg.norm(rtk_rec[inner])
             ),
         )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
     if not args.skip_memory:
         out = subprocess.run(
             [

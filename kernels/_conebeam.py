@@ -130,11 +130,39 @@ def _project_impl(volume, vol_geom, geom, chunk):
 
 
 def _backproject_impl(projections, vol_geom, geom, chunk):
-    volume = jax.ShapeDtypeStruct(vol_geom.shape, projections.dtype)
-    transpose = jax.linear_transpose(
-        lambda v: _project_impl(v, vol_geom, geom, chunk), volume
-    )
-    return transpose(projections)[0]
+    """Adjoint by transposing each view's projection inside a scan over chunks.
+
+    Transposing the whole ``lax.map`` would make JAX precompute and store every
+    view's ray indices at once (memory growing with the number of views); here each
+    step rebuilds its own and adds its contribution to a carried plane stack.
+    """
+    dtype = projections.dtype
+    nz, ny, nx = vol_geom.shape
+    n = max(nx, ny)
+    u_det, v_det = detector_coordinates(geom, dtype)
+    angles = jnp.asarray(geom.angles, dtype)
+    n_chunks = -(-geom.n_angles // chunk)
+    pad = n_chunks * chunk - geom.n_angles
+    angles = jnp.pad(angles, (0, pad)).reshape(n_chunks, chunk)
+    views = jnp.pad(projections, ((0, pad), (0, 0), (0, 0)))
+    views = views.reshape(n_chunks, chunk, geom.n_v, geom.n_u)
+    rows_shape = jax.ShapeDtypeStruct((2 * n * (n + 2), nz), dtype)
+
+    def one_view(angle, view):
+        def project(rows):
+            return _project_view(
+                rows, jnp.cos(angle), jnp.sin(angle), vol_geom, geom, u_det, v_det
+            )
+
+        return jax.linear_transpose(project, rows_shape)(view)[0]
+
+    def step(acc, item):
+        return acc + jax.vmap(one_view)(*item).sum(axis=0), None
+
+    init = jnp.zeros(rows_shape.shape, dtype)
+    rows, _ = jax.lax.scan(step, init, (angles, views))
+    volume = jax.ShapeDtypeStruct(vol_geom.shape, dtype)
+    return jax.linear_transpose(_plane_stack, volume)(rows)[0]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
