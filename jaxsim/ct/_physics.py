@@ -17,19 +17,19 @@ import numpy as np
 from ._materials import attenuation, energies
 
 # tissue -> ({material: volume fraction}, iodine mg/mL). Contrast values give an
-# arterial-phase chest CT: at 120 kVp behind ~200 mm of water-equivalent body, left
-# heart ~ 520 HU and right heart ~ 460 HU, near the real contrast CT in shared/data
-# (heart mask median ~ 466 HU, blood pools higher than the myocardium).
+# arterial-phase chest CT. Tuned so that a 120 kVp scan of the default phantom (whose
+# torso hardens the beam like ~300 mm of water) gives blood pools near 500 HU, like
+# the real contrast CT in shared/data (heart-mask median ~ 466 HU, blood ~ 500).
 DEFAULT_TISSUE_MATERIALS: dict[str, tuple[dict[str, float], float]] = {
     "air": ({"air": 1.0}, 0.0),
-    "lv_blood": ({"blood": 1.0}, 14.0),
-    "la_blood": ({"blood": 1.0}, 14.0),
-    "aorta": ({"blood": 1.0}, 14.0),
-    "rv_blood": ({"blood": 1.0}, 12.0),
-    "ra_blood": ({"blood": 1.0}, 12.0),
-    "pulmonary_artery": ({"blood": 1.0}, 12.0),
-    "lv_myocardium": ({"myocardium": 1.0}, 1.5),
-    "rv_myocardium": ({"myocardium": 1.0}, 1.5),
+    "lv_blood": ({"blood": 1.0}, 18.0),
+    "la_blood": ({"blood": 1.0}, 18.0),
+    "aorta": ({"blood": 1.0}, 18.0),
+    "rv_blood": ({"blood": 1.0}, 16.0),
+    "ra_blood": ({"blood": 1.0}, 16.0),
+    "pulmonary_artery": ({"blood": 1.0}, 16.0),
+    "lv_myocardium": ({"myocardium": 1.0}, 2.5),
+    "rv_myocardium": ({"myocardium": 1.0}, 2.5),
     # Aerated parenchyma: ICRU lung tissue at 0.26 g/cm^3 with extra air (~ -800 HU).
     "lung": ({"lung": 0.75, "air": 0.25}, 0.0),
     "liver": ({"liver": 1.0}, 1.0),
