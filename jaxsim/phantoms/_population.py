@@ -34,6 +34,8 @@ a latent "body size" factor (correlation about 0.5).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -73,34 +75,34 @@ _ES_TIME_SD = 0.02  # s
 _OFFSET_SD = 6.0  # mm, heart position about its nominal place
 
 
-def _tn(key, shape=()):
-    return jax.random.truncated_normal(key, -_TRUNC, _TRUNC, shape)
-
-
 def _sample_one(key, sex, dtype) -> Subject:
-    keys = iter(jax.random.split(key, len(_STATS) + 8))
+    sex_key, normal_key = jax.random.split(key)
     if sex is None:
-        female = jax.random.bernoulli(next(keys)).astype(dtype)
+        female = jax.random.bernoulli(sex_key).astype(dtype)
     else:
-        next(keys)
         female = jnp.asarray(sex, dtype)
-    size = _tn(next(keys)).astype(dtype)
+    # one draw of all standard truncated normals (a small graph compiles fast)
+    z = iter(
+        jax.random.truncated_normal(
+            normal_key, -_TRUNC, _TRUNC, (len(_STATS) + 7,), dtype=dtype
+        )
+    )
+    size = next(z)
     values = {"sex": female}
     for name, (m_mean, m_sd, f_mean, f_sd, sized) in _STATS.items():
         mean = m_mean + female * (f_mean - m_mean)
         sd = m_sd + female * (f_sd - m_sd)
-        z = _tn(next(keys)).astype(dtype)
+        zi = next(z)
         if sized:
-            z = _SIZE_LOADING * size + (1.0 - _SIZE_LOADING**2) ** 0.5 * z
-        values[name] = mean + sd * z
-    ef = _EF[0] + _EF[1] * _tn(next(keys)).astype(dtype)
+            zi = _SIZE_LOADING * size + (1.0 - _SIZE_LOADING**2) ** 0.5 * zi
+        values[name] = mean + sd * zi
+    ef = _EF[0] + _EF[1] * next(z)
     values["esv"] = values["edv"] * (1.0 - ef)
-    heart_rate = _HEART_RATE[0] + _HEART_RATE[1] * _tn(next(keys)).astype(dtype)
+    heart_rate = _HEART_RATE[0] + _HEART_RATE[1] * next(z)
     lvet = 0.413 - 0.0017 * heart_rate + female * (0.005 + 0.0001 * heart_rate)
-    es_time = 0.04 + lvet + _ES_TIME_SD * _tn(next(keys)).astype(dtype)
     values["rr_interval"] = 60.0 / heart_rate
-    values["es_time"] = es_time
-    values["heart_offset"] = _OFFSET_SD * _tn(next(keys), (3,)).astype(dtype)
+    values["es_time"] = 0.04 + lvet + _ES_TIME_SD * next(z)
+    values["heart_offset"] = _OFFSET_SD * jnp.stack([next(z), next(z), next(z)])
     return Subject(**{name: values[name] for name in FIELD_SPECS})
 
 
@@ -133,5 +135,10 @@ def sample_subjects(key, n: int, *, sex=None, dtype=None) -> Subject:
         raise ValueError(f"n must be a positive int; got {n!r}")
     code = None if sex is None else sex_code(sex)
     dtype = dtype or jnp.zeros(()).dtype
+    return _sample(key, n, code, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _sample(key, n, code, dtype):
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
     return jax.vmap(lambda k: _sample_one(k, code, dtype))(keys)

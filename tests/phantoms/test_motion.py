@@ -57,7 +57,9 @@ def test_volume_curve_is_physiological():
     es = 0.35
     phase = jnp.linspace(0.0, 0.999, 1000)
     g = np.asarray(volume_curve(phase, es))
-    assert g[0] == pytest.approx(1.0) and float(volume_curve(es, es)) == pytest.approx(0)
+    assert g[0] == pytest.approx(1.0) and float(volume_curve(es, es)) == pytest.approx(
+        0
+    )
     assert np.all((g >= 0) & (g <= 1))
     systole = g[np.asarray(phase) <= es]
     assert np.all(np.diff(systole) <= 1e-7)  # monotone ejection

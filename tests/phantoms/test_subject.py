@@ -38,7 +38,7 @@ def test_same_key_same_subjects_and_prefix_property():
     b = sample_subjects(key, 5)
     c = sample_subjects(key, 2)
     other = sample_subjects(jax.random.key(4), 5)
-    for la, lb, lc, lo in zip(
+    for la, lb, lc, _ in zip(
         *(jax.tree_util.tree_leaves(s) for s in (a, b, c, other)), strict=True
     ):
         np.testing.assert_array_equal(la, lb)
@@ -56,7 +56,8 @@ def test_batch_slices_with_tree_map(pick):
 
 @pytest.mark.parametrize("sex, code", [("male", 0.0), ("female", 1.0)])
 def test_sampled_population_matches_cited_statistics(sex, code):
-    # Maceira et al. 2006: EDV 160 +/- 29 mL (men), 135 +/- 26 mL (women); EF 69 +/- 6 %.
+    # Maceira et al. 2006: EDV 160 +/- 29 mL (men), 135 +/- 26 mL (women);
+    # EF 69 +/- 6 %.
     n = 400
     subjects = sample_subjects(jax.random.key(11), n, sex=sex)
     check_subject(subjects)
