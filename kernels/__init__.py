@@ -14,4 +14,7 @@ from ._conebeam import cone_beam_project as cone_beam_project
 from ._conebeam_geometry import ConeBeamGeometry as ConeBeamGeometry
 from ._conebeam_geometry import VolumeGeometry as VolumeGeometry
 from ._fdk import fdk as fdk
+from ._spamm import spamm_mz as spamm_mz
+from ._spamm import spamm_pattern as spamm_pattern
 from ._spoiled_gre import spoiled_gre_signal as spoiled_gre_signal
+from ._tag_fading import tag_fading as tag_fading
