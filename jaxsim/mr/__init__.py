@@ -18,6 +18,9 @@ from ._presets import SEED2021_SNR as SEED2021_SNR
 from ._presets import seed2021_contrasts as seed2021_contrasts
 from ._sequence import BSSFPSequence as BSSFPSequence
 from ._sequence import tissue_signals as tissue_signals
+from ._tagging import TaggingSequence as TaggingSequence
+from ._tagging import acquire_tagged as acquire_tagged
+from ._tagging import simulate_tagged as simulate_tagged
 from ._tissues import FIELD_STRENGTHS as FIELD_STRENGTHS
 from ._tissues import TissueProperties as TissueProperties
 from ._tissues import default_tissue_properties as default_tissue_properties

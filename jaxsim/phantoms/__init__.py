@@ -8,6 +8,7 @@ grid (:class:`jaxsim.geometry.ImageGeometry`) with soft, supersampled boundaries
 
 from jaxsim.geometry import ImageGeometry as ImageGeometry
 
+from ._deformation import end_diastolic_positions as end_diastolic_positions
 from ._labels import TISSUE_INDEX as TISSUE_INDEX
 from ._labels import TISSUES as TISSUES
 from ._motion import end_systolic_phase as end_systolic_phase
