@@ -5,6 +5,7 @@ from ._cine import acquire_cine as acquire_cine
 from ._cine import refine_in_plane as refine_in_plane
 from ._cine import simulate_cine as simulate_cine
 from ._cine import simulate_cine_contrasts as simulate_cine_contrasts
+from ._cine_to_tagged import cine_to_tagged as cine_to_tagged
 from ._coils import coil_layout as coil_layout
 from ._coils import coil_sensitivities as coil_sensitivities
 from ._coils import loop_field as loop_field
