@@ -177,8 +177,10 @@ def _rows_per_block(ny: int, nx: int) -> int:
     return max(d for d in range(1, ny + 1) if ny % d == 0 and d <= target)
 
 
-@functools.partial(jax.jit, static_argnames=("supersample",))
-def _fractions(subject, geometry, cardiac_phase, respiratory_phase, width, supersample):
+@functools.partial(jax.jit, static_argnames=("supersample", "labels"))
+def _fractions(
+    subject, geometry, cardiac_phase, respiratory_phase, width, supersample, labels
+):
     dtype = geometry.affine.dtype
     nz, ny, nx = geometry.shape
     if width is None:
@@ -196,9 +198,13 @@ def _fractions(subject, geometry, cardiac_phase, respiratory_phase, width, super
     def one(index):
         k = (index // n_blocks).astype(dtype)
         j0 = (index % n_blocks * rows).astype(dtype)
-        return _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion)
+        f = _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion)
+        # label maps reduce per block, so large grids never hold all fractions
+        return jnp.argmax(f, axis=0).astype(jnp.uint8) if labels else f
 
-    out = jax.lax.map(one, jnp.arange(nz * n_blocks))  # (nz * n_blocks, T, rows, nx)
+    out = jax.lax.map(one, jnp.arange(nz * n_blocks))  # (nz * n_blocks, [T,] rows, nx)
+    if labels:
+        return out.reshape(nz, ny, nx)
     out = out.reshape(nz, n_blocks, len(TISSUES), rows, nx)
     return jnp.moveaxis(out, 2, 0).reshape(len(TISSUES), nz, ny, nx)
 
@@ -243,32 +249,31 @@ def tissue_fractions(
         >>> tissue_fractions(s, geom).shape
         (17, 1, 64, 64)
     """
+    return _checked(
+        subject, geometry, cardiac_phase, respiratory_phase, supersample, width, False
+    )
+
+
+def _checked(
+    subject, geometry, cardiac_phase, respiratory_phase, supersample, width, labels
+):
     if not isinstance(geometry, ImageGeometry):
         raise TypeError(
             f"geometry must be an ImageGeometry; got {type(geometry).__name__}"
         )
     check_subject(subject)
-    check_range(
-        "cardiac_phase",
-        cardiac_phase,
-        low=0.0,
-        high=1.0,
-        low_inclusive=True,
-        high_inclusive=False,
-    )
-    check_range(
-        "respiratory_phase",
-        respiratory_phase,
-        low=0.0,
-        high=1.0,
-        low_inclusive=True,
-        high_inclusive=False,
-    )
+    for name, value in (
+        ("cardiac_phase", cardiac_phase),
+        ("respiratory_phase", respiratory_phase),
+    ):
+        check_range(
+            name, value, low=0.0, high=1.0, low_inclusive=True, high_inclusive=False
+        )
     if width is not None:
         check_range("width", width, low=0.0, unit="mm")
     supersample = _normalise_supersample(supersample, geometry.spacing)
     return _fractions(
-        subject, geometry, cardiac_phase, respiratory_phase, width, supersample
+        subject, geometry, cardiac_phase, respiratory_phase, width, supersample, labels
     )
 
 
@@ -287,13 +292,9 @@ def label_map(
             :func:`tissue_fractions`.
 
     Returns:
-        ``(nz, ny, nx)`` uint8 array.
+        ``(nz, ny, nx)`` uint8 array (ties go to the lower index). Computed block by
+        block, so memory stays bounded for large grids.
     """
-    fractions = tissue_fractions(
-        subject,
-        geometry,
-        cardiac_phase=cardiac_phase,
-        respiratory_phase=respiratory_phase,
-        supersample=supersample,
+    return _checked(
+        subject, geometry, cardiac_phase, respiratory_phase, supersample, None, True
     )
-    return jnp.argmax(fractions, axis=0).astype(jnp.uint8)
