@@ -47,13 +47,17 @@ BLOCK_POINTS = 8192  # voxels per lax.map step: keeps intermediates in cache
 _FAR = 1.0e4  # mm; the distance of a culled layer
 
 
-def _normalise_supersample(supersample, spacing) -> tuple[int, int, int]:
+def _normalise_supersample(supersample, affine) -> tuple[int, int, int]:
     """``(sz, sy, sx)`` sub-samples per voxel; ``"auto"`` gives each axis
     ``ceil(spacing / finest spacing)`` (at most ``MAX_AUTO_SUPERSAMPLE``)."""
     if isinstance(supersample, str) and supersample == "auto":
-        if not is_concrete(spacing):
-            raise ValueError('supersample="auto" needs a concrete geometry affine')
-        spacing = np.asarray(spacing, dtype=np.float64)
+        if not is_concrete(affine):
+            raise ValueError(
+                'supersample="auto" needs a concrete geometry affine (a traced '
+                "geometry needs an explicit supersample)"
+            )
+        steps = np.asarray(affine, dtype=np.float64)[:3, :3]
+        spacing = np.linalg.norm(steps, axis=0)[::-1]
         ratio = np.ceil(spacing / spacing.min() - 1e-6)
         return tuple(int(min(MAX_AUTO_SUPERSAMPLE, r)) for r in ratio)
     if isinstance(supersample, int):
@@ -271,7 +275,7 @@ def _checked(
         )
     if width is not None:
         check_range("width", width, low=0.0, unit="mm")
-    supersample = _normalise_supersample(supersample, geometry.spacing)
+    supersample = _normalise_supersample(supersample, geometry.affine)
     return _fractions(
         subject, geometry, cardiac_phase, respiratory_phase, width, supersample, labels
     )
