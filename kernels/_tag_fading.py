@@ -53,9 +53,14 @@ def tag_fading(mz0, time, *, t1, m0=1.0, flip=0.0, tr=None):
     check_range("t1", t1, low=0.0, high=None, unit="s")
     check_range("m0", m0, low=0.0, low_inclusive=True, high=None)
     check_range(
-        "flip", flip, low=0.0, high=math.pi / 2, low_inclusive=True,
-        high_inclusive=False, unit="rad",
-    )  # fmt: skip
+        "flip",
+        flip,
+        low=0.0,
+        high=math.pi / 2,
+        low_inclusive=True,
+        high_inclusive=False,
+        unit="rad",
+    )
     if tr is not None:
         check_range("tr", tr, low=0.0, high=None, unit="s")
     args = (mz0, time, t1, m0, flip) + (() if tr is None else (tr,))

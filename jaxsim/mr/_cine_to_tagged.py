@@ -102,9 +102,15 @@ def cine_to_tagged(
     ny, nx = image.shape[-2:]
     y = (jnp.arange(ny, dtype=dtype) - (ny - 1) / 2) * sy
     x = (jnp.arange(nx, dtype=dtype) - (nx - 1) / 2) * sx
-    mz = spamm_pattern(x[None, :], y[:, None], spacing=tag_spacing,
-                       flip_total=flip_total, angle=angle, grid=grid,
-                       weights=weights)  # fmt: skip
+    mz = spamm_pattern(
+        x[None, :],
+        y[:, None],
+        spacing=tag_spacing,
+        flip_total=flip_total,
+        angle=angle,
+        grid=grid,
+        weights=weights,
+    )
     if frame_times is not None:
         times = jnp.asarray(frame_times, dtype)
         try:

@@ -83,8 +83,11 @@ def _pattern_mean(seq: TaggingSequence):
     degree sampled over one period)."""
     n = 4 * len(seq.weights)
     pos = seq.tag_spacing * jnp.arange(n) / n
-    one = jnp.mean(spamm_mz(pos, spacing=seq.tag_spacing, flip_total=seq.flip_total,
-                            weights=seq.weights))  # fmt: skip
+    one = jnp.mean(
+        spamm_mz(
+            pos, spacing=seq.tag_spacing, flip_total=seq.flip_total, weights=seq.weights
+        )
+    )
     return one * one if seq.grid else one
 
 
@@ -124,9 +127,15 @@ def _ed_in_plane(subject, fine: ImageGeometry, phase, centre, axes):
 
 @partial(
     jax.jit,
-    static_argnames=("oversample", "tukey_alpha", "combination", "with_noise",
-                     "return_coils", "blood_washout"),
-)  # fmt: skip
+    static_argnames=(
+        "oversample",
+        "tukey_alpha",
+        "combination",
+        "with_noise",
+        "return_coils",
+        "blood_washout",
+    ),
+)
 def acquire_tagged(
     key,
     fractions,
@@ -215,18 +224,37 @@ def _check_options(snr, n_coils, oversample, tukey_alpha, combination, phases):
     phases = np.atleast_1d(np.asarray(phases, dtype=np.float64))
     if phases.ndim != 1 or phases.size == 0:
         raise ValueError("cardiac_phases must be a non-empty 1D sequence of phases")
-    check_range("cardiac_phases", phases, low=0.0, high=1.0, low_inclusive=True,
-                high_inclusive=False)  # fmt: skip
+    check_range(
+        "cardiac_phases",
+        phases,
+        low=0.0,
+        high=1.0,
+        low_inclusive=True,
+        high_inclusive=False,
+    )
     return tuple(float(p) for p in phases)
 
 
 def _check_sequence(seq: TaggingSequence) -> None:
     check_range("tag_spacing", seq.tag_spacing, low=0.0, high=None, unit="mm")
-    check_range("flip_total", seq.flip_total, low=0.0, high=2 * math.pi,
-                low_inclusive=True, unit="rad")  # fmt: skip
+    check_range(
+        "flip_total",
+        seq.flip_total,
+        low=0.0,
+        high=2 * math.pi,
+        low_inclusive=True,
+        unit="rad",
+    )
     check_range("angle", seq.angle, low=None, high=None)
-    check_range("readout_flip", seq.readout_flip, low=0.0, high=math.pi / 2,
-                low_inclusive=True, high_inclusive=False, unit="rad")  # fmt: skip
+    check_range(
+        "readout_flip",
+        seq.readout_flip,
+        low=0.0,
+        high=math.pi / 2,
+        low_inclusive=True,
+        high_inclusive=False,
+        unit="rad",
+    )
     check_range("tr", seq.tr, low=0.0, high=None, unit="s")
     check_range("te", seq.te, low=0.0, high=None, unit="s")
     spamm_mz(0.0, spacing=1.0, flip_total=0.0, weights=seq.weights)  # weights check
@@ -297,12 +325,14 @@ def simulate_tagged(
         ...                 oversample=1).image.shape
         (2, 1, 64, 64)
     """
-    phases = _check_options(snr, n_coils, oversample, tukey_alpha,
-                            coil_combination, cardiac_phases)  # fmt: skip
+    phases = _check_options(
+        snr, n_coils, oversample, tukey_alpha, coil_combination, cardiac_phases
+    )
     if blood_washout is not None:
         check_range("blood_washout", blood_washout, low=0.0, high=None, unit="s")
-    seq = TaggingSequence(tag_spacing, flip_total, angle, readout_flip, tr, te,
-                          tuple(weights), bool(grid))  # fmt: skip
+    seq = TaggingSequence(
+        tag_spacing, flip_total, angle, readout_flip, tr, te, tuple(weights), bool(grid)
+    )
     _check_sequence(seq)
     tissue = default_tissue_properties(field) if tissue is None else tissue
     check_range("tissue.t1", tissue.t1, low=0.0, high=None, unit="s")

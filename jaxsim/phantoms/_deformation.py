@@ -25,7 +25,10 @@ distance beyond the epicardium or above the base plane, so distant anatomy is st
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+
+from jaxsim.kernels._checks import check_range
 
 from ._heart import heart_pose
 from ._motion import lv_shape
@@ -72,10 +75,23 @@ def end_diastolic_positions(
         >>> end_diastolic_positions(s, jnp.zeros((4, 3)), 0.3).shape
         (4, 3)
     """
+    check_range(
+        "cardiac_phase",
+        cardiac_phase,
+        low=0.0,
+        high=1.0,
+        low_inclusive=True,
+        high_inclusive=False,
+    )
+    check_range("decay_length", decay_length, low=0.0, high=None, unit="mm")
+    return _ed_positions(subject, jnp.asarray(points), cardiac_phase, decay_length)
+
+
+@jax.jit
+def _ed_positions(subject, points, cardiac_phase, decay_length):
     pose = heart_pose(subject)
     now = lv_shape(subject, cardiac_phase)
     ed = pose.ed
-    points = jnp.asarray(points)
     p = (points[..., 0], points[..., 1], points[..., 2])
     q1, q2, q3 = rotate(p, pose.rot, pose.apex)
     z, u0, f_now = _ray(now, q1, q2, q3)

@@ -69,8 +69,9 @@ def test_spamm_matches_rotation_reference(weights, flip_deg):
     pos = rng.uniform(-20.0, 20.0, 64)
     spacing, m0 = 7.0, 0.8
     flip = math.radians(flip_deg)
-    got = np.asarray(spamm_mz(pos, spacing=spacing, flip_total=flip, weights=weights,
-                              m0=m0))  # fmt: skip
+    got = np.asarray(
+        spamm_mz(pos, spacing=spacing, flip_total=flip, weights=weights, m0=m0)
+    )
     want = np.array([ref_spamm(p, spacing, flip, weights, m0) for p in pos])
     np.testing.assert_allclose(got, want, atol=ATOL * m0, rtol=0)
 
@@ -89,13 +90,14 @@ def test_spamm_relaxation_matches_reference(weights):
             t1=t1,
             t2=t2,
             pulse_interval=dt,
-        )  # fmt: skip
+        )
     )
     want = [ref_spamm(p, 6.0, 1.2, weights, m0, relax=(t1, t2, dt)) for p in pos]
     np.testing.assert_allclose(got, want, atol=ATOL * m0, rtol=0)
     # relaxation during the train lowers the tag contrast
-    ideal = np.asarray(spamm_mz(pos, spacing=6.0, flip_total=1.2, weights=weights,
-                                m0=m0))  # fmt: skip
+    ideal = np.asarray(
+        spamm_mz(pos, spacing=6.0, flip_total=1.2, weights=weights, m0=m0)
+    )
     assert np.ptp(got) < np.ptp(ideal)
 
 
@@ -105,8 +107,9 @@ def test_tag_centres_see_the_total_flip(flip_deg, weights):
     """At phase 2 pi k the sub-pulses add: Mz = m0 cos(flip_total); 0 for 90 deg."""
     spacing = 5.0
     centres = spacing * np.arange(-3, 4)
-    mz = spamm_mz(centres, spacing=spacing, flip_total=math.radians(flip_deg),
-                  weights=weights)  # fmt: skip
+    mz = spamm_mz(
+        centres, spacing=spacing, flip_total=math.radians(flip_deg), weights=weights
+    )
     np.testing.assert_allclose(mz, math.cos(math.radians(flip_deg)), atol=10 * ATOL)
 
 
@@ -135,8 +138,9 @@ def test_period_equals_spacing_exact_bins(angle):
     n, pixel, spacing = 520, 1.0, 8.0  # 520 / 8 * (3/5, 4/5, 5/13, 12/13) integers
     c = (np.arange(n) - n // 2) * pixel
     y, x = np.meshgrid(c, c, indexing="ij")
-    mz = np.asarray(spamm_pattern(x, y, spacing=spacing, flip_total=1.2, angle=angle,
-                                  grid=False))  # fmt: skip
+    mz = np.asarray(
+        spamm_pattern(x, y, spacing=spacing, flip_total=1.2, angle=angle, grid=False)
+    )
     period, direction = _fft_period(mz - mz.mean(), pixel)
     np.testing.assert_allclose(period, spacing, rtol=1e-9)
     # the fundamental's direction is the encoding direction (up to sign)
@@ -149,8 +153,9 @@ def test_period_equals_spacing_any_angle(angle, spacing):
     n, pixel = 128, 1.0
     c = (np.arange(n) - n / 2) * pixel
     y, x = np.meshgrid(c, c, indexing="ij")
-    mz = np.asarray(spamm_pattern(x, y, spacing=spacing, flip_total=1.2, angle=angle,
-                                  grid=False))  # fmt: skip
+    mz = np.asarray(
+        spamm_pattern(x, y, spacing=spacing, flip_total=1.2, angle=angle, grid=False)
+    )
     window = np.outer(np.hanning(n), np.hanning(n))
     period, direction = _fft_period((mz - mz.mean()) * window, pixel, pad=8)
     # zero padding by 8: frequency resolution 1 / (8 n pixel)
@@ -170,10 +175,16 @@ def test_grid_is_product_of_orthogonal_trains():
     m2 = spamm_mz(-x * s + y * math.cos(a), spacing=6.0, flip_total=1.1, m0=0.7)
     np.testing.assert_allclose(grid, m1 * m2 / 0.7, atol=ATOL)
     want = [
-        ref_spamm(-xi * s + yi * math.cos(a), 6.0, 1.1, (1, 3, 3, 1), 0.7,
-                  mz0=ref_spamm(xi * math.cos(a) + yi * s, 6.0, 1.1, (1, 3, 3, 1), 0.7))
+        ref_spamm(
+            -xi * s + yi * math.cos(a),
+            6.0,
+            1.1,
+            (1, 3, 3, 1),
+            0.7,
+            mz0=ref_spamm(xi * math.cos(a) + yi * s, 6.0, 1.1, (1, 3, 3, 1), 0.7),
+        )
         for xi, yi in zip(x, y, strict=True)
-    ]  # fmt: skip
+    ]
     np.testing.assert_allclose(grid, want, atol=ATOL)
 
 
@@ -228,8 +239,9 @@ def test_spoiled_readout_matches_stepped_reference(flip_deg):
     times = np.array([0.0, 0.003, 0.0451, 0.2, 0.3333, 0.9])
     mz0 = np.array([-0.5, 0.0, 0.6])[:, None]
     got = np.asarray(tag_fading(mz0, times, t1=t1, m0=m0, flip=flip, tr=tr))
-    want = np.array([[ref_fading(m, t, t1, m0, flip, tr) for t in times]
-                     for m in mz0[:, 0]])  # fmt: skip
+    want = np.array(
+        [[ref_fading(m, t, t1, m0, flip, tr) for t in times] for m in mz0[:, 0]]
+    )
     np.testing.assert_allclose(got, want, atol=20 * ATOL, rtol=0)
 
 
@@ -267,8 +279,9 @@ def test_spamm_gradients():
     pos = jnp.linspace(-4.0, 4.0, 7)
 
     def f(p, spacing, flip, t1, t2):
-        return spamm_mz(p, spacing=spacing, flip_total=flip, t1=t1, t2=t2,
-                        pulse_interval=1e-3)  # fmt: skip
+        return spamm_mz(
+            p, spacing=spacing, flip_total=flip, t1=t1, t2=t2, pulse_interval=1e-3
+        )
 
     check_grads(jax.jit(f), (pos, 5.0, 1.2, 0.9, 0.06), order=2, modes=("rev",))
 
@@ -292,9 +305,10 @@ def test_gradients_finite_float32():
     g = jax.grad(
         lambda a: jnp.sum(
             spamm_pattern(jnp.arange(9.0), 1.0, spacing=5.0, flip_total=a) ** 2
-        )  # fmt: skip
+        )
     )(math.pi / 2)
     assert np.isfinite(g)
-    g = jax.grad(lambda a: jnp.sum(tag_fading(0.0, jnp.arange(3.0), t1=1.0, flip=a,
-                                              tr=5e-3)))(0.0)  # fmt: skip
+    g = jax.grad(
+        lambda a: jnp.sum(tag_fading(0.0, jnp.arange(3.0), t1=1.0, flip=a, tr=5e-3))
+    )(0.0)
     assert np.isfinite(g)
