@@ -280,3 +280,12 @@ def test_volume_outside_source_circle_and_bad_shapes_raise():
         cone_beam_backproject(jnp.zeros((2, 8, 8)), vol_geom, geom)
     with pytest.raises(TypeError, match="float"):
         cone_beam_project(jnp.zeros((4, 5, 6), jnp.int32), vol_geom, geom)
+
+
+def test_vmap_over_volumes_matches_loop():
+    vol_geom, geom, *_ = CASES["centred"]
+    x, _ = _random_pair(vol_geom, geom, FLOAT)
+    batch = jnp.stack([x, 2.0 * x])
+    out = jax.vmap(lambda v: cone_beam_project(v, vol_geom, geom))(batch)
+    single = cone_beam_project(x, vol_geom, geom)
+    np.testing.assert_allclose(out[1], 2.0 * single, rtol=1e-5, atol=1e-4)

@@ -93,3 +93,9 @@ def test_fdk_rejects_bad_input():
     quarter = _scan(np.linspace(0, np.pi / 2, 20))
     with pytest.raises(ValueError, match="short scan of at least"):
         fdk(jnp.zeros((20, DET["n_v"], DET["n_u"]), FLOAT), VOL, quarter)
+
+
+def test_fdk_under_jit_with_traced_geometry():
+    exact = jnp.asarray(refs.ellipsoid_line_integrals(FULL, CENTRE, AXES, ROT), FLOAT)
+    rec = jax.jit(lambda p, g: fdk(p, VOL, g))(exact, FULL)
+    np.testing.assert_allclose(rec, fdk(exact, VOL, FULL), rtol=1e-4, atol=1e-4)
