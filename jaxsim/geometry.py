@@ -3,7 +3,8 @@
 World coordinates are ``(x, y, z)`` in mm in the NIfTI RAS+ convention: ``+x`` points
 to the patient's right, ``+y`` anterior, ``+z`` superior (towards the head). An image
 of shape ``(nz, ny, nx)`` is indexed ``[k, j, i]``; its affine maps the homogeneous
-voxel index ``(i, j, k, 1)`` (``i`` along x, the fastest axis) to world ``(x, y, z, 1)``.
+voxel index ``(i, j, k, 1)`` (``i`` along x, the fastest axis) to world
+``(x, y, z, 1)``.
 """
 
 from __future__ import annotations
