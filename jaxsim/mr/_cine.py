@@ -46,6 +46,7 @@ __all__ = [
     "acquire_cine",
     "simulate_cine",
     "simulate_cine_contrasts",
+    "prepare_anatomy",
 ]
 
 _COMBINATIONS = ("rss", "sensitivity")
@@ -241,18 +242,32 @@ def _check_options(
     return tuple(float(p) for p in phases)
 
 
-def _prepare(
+def prepare_anatomy(
     key,
     subject,
     geometry,
     phases,
     n_coils,
-    oversample,
-    acceleration,
-    center_lines,
-    supersample,
-    need_myo,
+    oversample=2,
+    acceleration=1.0,
+    center_lines=16,
+    supersample=None,
+    need_myo=True,
 ):
+    """Rasterise a subject once for many acquisitions with :func:`acquire_cine`.
+
+    Args:
+        key: PRNG key (only the undersampling mask uses it, via ``fold_in(key, 1)``).
+        subject, geometry: as in :func:`simulate_cine`.
+        phases: tuple of cardiac phases in [0, 1).
+        n_coils, oversample, acceleration, center_lines, supersample: as in
+            :func:`simulate_cine`.
+        need_myo: raise if the first phase's label map has no LV myocardium.
+
+    Returns:
+        ``(fractions (P, T, nz, ny*o, nx*o), labels (P, nz, ny, nx) uint8,
+        myo_mask (nz, ny, nx) bool, coil_maps (C, nz, ny, nx), mask (ny,) or None)``.
+    """
     kwargs = {} if supersample is None else {"supersample": supersample}
     fine = refine_in_plane(geometry, oversample)
     fractions = jnp.stack(
@@ -346,7 +361,7 @@ def simulate_cine(
     tissue = default_tissue_properties(field) if tissue is None else tissue
     sequence = BSSFPSequence() if sequence is None else sequence
     tissue_signals(tissue, sequence)  # eager validation through the kernel's checks
-    fractions, labels, myo, maps, mask = _prepare(
+    fractions, labels, myo, maps, mask = prepare_anatomy(
         key,
         subject,
         geometry,
@@ -441,7 +456,7 @@ def simulate_cine_contrasts(
         raise ValueError(f"sequence leaves must have shape (n_contrasts={n},)")
     # Eager validation through the kernel checks (contrast axis first).
     tissue_signals(tissue, jax.tree_util.tree_map(lambda x: x[:, None], sequence))
-    fractions, labels, myo, maps, mask = _prepare(
+    fractions, labels, myo, maps, mask = prepare_anatomy(
         key,
         subject,
         geometry,

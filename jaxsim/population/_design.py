@@ -1,0 +1,221 @@
+"""Virtual-population designs: which subjects, phases and contrasts make a database.
+
+A design is data: a preset (subject counts, image grid, acquisition options) and a
+seed. Every record is identified by ``(subject, phase, contrast)`` and everything
+about it derives from the seed by ``jax.random.fold_in``, so any record, shard or
+resumed run regenerates bit for bit.
+
+Record order is subject-major, then cardiac phase (ED, ES), then contrast; a
+"label set" is one ``(subject, phase)`` pair, whose label map all its contrasts
+share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.mr import seed2021_contrasts
+from jaxsim.phantoms import (
+    Subject,
+    end_systolic_phase,
+    sample_subjects,
+    short_axis_geometry,
+)
+
+__all__ = ["Preset", "PRESETS", "PopulationDesign", "parse_shard"]
+
+# fold_in streams of the root key
+_MALE, _FEMALE, _CONTRASTS, _NOISE = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named database design.
+
+    Attributes:
+        name: preset name.
+        description: one line for ``--help`` and file attributes.
+        n_male, n_female: subjects of each sex.
+        shape: ``(nz, ny, nx)`` short-axis grid.
+        spacing: ``(sz, sy, sx)`` mm.
+        contrasts: indices into the 27 seed-2021 contrasts (SNR-major, then
+            sequence, then tissue draw) used per subject.
+        n_coils: receive coils (Biot-Savart loops; 1 is a uniform coil).
+        oversample: in-plane refinement of the simulation grid (k-space crop).
+        field: tesla, for the tissue property distributions.
+        contrast_batch: contrasts simulated together (bounds memory).
+    """
+
+    name: str
+    description: str
+    n_male: int
+    n_female: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    contrasts: tuple[int, ...]
+    n_coils: int = 4
+    oversample: int = 2
+    field: float = 1.5
+    contrast_batch: int = 9
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick",
+        description="2 subjects (1 male, 1 female) x 3 contrasts x ED/ES on a small "
+        "grid: a one-minute demonstration",
+        n_male=1,
+        n_female=1,
+        shape=(6, 96, 96),
+        spacing=(10.0, 3.0, 3.0),
+        contrasts=(0, 13, 26),
+        n_coils=4,
+        oversample=2,
+        contrast_batch=3,
+    ),
+    "seed2021": Preset(
+        name="seed2021",
+        description="the seed-2021 design: 30 male + 30 female subjects x 27 "
+        "contrasts (3 SNR x 3 sequences x 3 tissue draws) x ED/ES = 3240 volumes",
+        n_male=30,
+        n_female=30,
+        shape=(10, 160, 160),
+        spacing=(10.0, 2.0, 2.0),
+        contrasts=tuple(range(27)),
+        n_coils=4,
+        oversample=2,
+        contrast_batch=9,
+    ),
+}
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """Parse ``"i/N"`` (0 <= i < N) into ``(i, N)``; ``None`` means ``(0, 1)``."""
+    if spec is None:
+        return 0, 1
+    try:
+        i, n = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ValueError(
+            f"--shard must look like i/N (e.g. 0/4); got {spec!r}"
+        ) from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard i/N needs N >= 1 and 0 <= i < N; got {spec!r}")
+    return i, n
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationDesign:
+    """A preset realised with a seed: the subjects and every record's parameters."""
+
+    preset: Preset
+    seed: int
+
+    def __post_init__(self):
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {self.seed}")
+
+    # ---- sizes
+    @property
+    def n_subjects(self) -> int:
+        return self.preset.n_male + self.preset.n_female
+
+    @property
+    def n_phases(self) -> int:
+        return 2
+
+    @property
+    def n_contrasts(self) -> int:
+        return len(self.preset.contrasts)
+
+    @property
+    def n_label_sets(self) -> int:
+        return self.n_subjects * self.n_phases
+
+    @property
+    def n_records(self) -> int:
+        return self.n_label_sets * self.n_contrasts
+
+    # ---- keys and parameters
+    @property
+    def key(self):
+        return jax.random.key(self.seed)
+
+    def subjects(self) -> Subject:
+        """All subjects, males first (a batched Subject of ``n_subjects``)."""
+        p = self.preset
+        parts = []
+        if p.n_male:
+            parts.append(
+                sample_subjects(
+                    jax.random.fold_in(self.key, _MALE), p.n_male, sex="male"
+                )
+            )
+        if p.n_female:
+            parts.append(
+                sample_subjects(
+                    jax.random.fold_in(self.key, _FEMALE), p.n_female, sex="female"
+                )
+            )
+        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+
+    def subject(self, s: int) -> Subject:
+        return jax.tree_util.tree_map(lambda a: a[s], self.subjects())
+
+    def geometry(self, subject: Subject):
+        return short_axis_geometry(
+            subject, spacing=self.preset.spacing, shape=self.preset.shape
+        )
+
+    def cardiac_phases(self, subject: Subject) -> tuple[float, float]:
+        """End-diastole (0) and the subject's end-systolic phase."""
+        return 0.0, float(end_systolic_phase(subject))
+
+    def contrasts(self, s: int):
+        """``(tissue, sequence, snr, index)`` of subject ``s``'s contrasts."""
+        tissue, seq, snr, idx = seed2021_contrasts(
+            jax.random.fold_in(jax.random.fold_in(self.key, _CONTRASTS), s),
+            field=self.preset.field,
+        )
+        sel = jnp.asarray(self.preset.contrasts)
+        pick = lambda a: a[sel]  # noqa: E731
+        return (
+            jax.tree_util.tree_map(pick, tissue),
+            jax.tree_util.tree_map(pick, seq),
+            snr[sel],
+            idx[sel],
+        )
+
+    def noise_key(self, label_set: int):
+        """Key of label set ``s * 2 + phase``; contrast ``c`` folds in ``c``."""
+        return jax.random.fold_in(jax.random.fold_in(self.key, _NOISE), label_set)
+
+    # ---- indexing
+    def record_index(self, subject: int, phase: int, contrast: int) -> int:
+        return (subject * self.n_phases + phase) * self.n_contrasts + contrast
+
+    def label_sets_for_shard(self, shard: int, n_shards: int) -> list[int]:
+        """Label sets of shard ``i`` of ``N``: a contiguous, balanced block."""
+        bounds = np.linspace(0, self.n_label_sets, n_shards + 1).round().astype(int)
+        return list(range(bounds[shard], bounds[shard + 1]))
+
+    def describe(self) -> dict:
+        """JSON-able summary stored in the database's attributes."""
+        return {
+            "preset": dataclasses.asdict(self.preset),
+            "seed": self.seed,
+            "n_subjects": self.n_subjects,
+            "n_records": self.n_records,
+            "n_label_sets": self.n_label_sets,
+            "record_order": "subject, phase (ED, ES), contrast",
+        }
+
+
+def estimated_bytes(design: PopulationDesign) -> int:
+    """Uncompressed size of all images of a design (float32)."""
+    return design.n_records * math.prod(design.preset.shape) * 4
