@@ -186,13 +186,18 @@ def acquire_cine(
         clean = _combine(clean_coils[0], coil_maps, combination)
         sigma = jnp.sum(jnp.where(myo_mask, clean, 0.0)) / jnp.sum(myo_mask) / snr
         noise = jax.random.normal(k_noise, (2, *clean_coils.shape), clean.dtype)
-        kspace = fft2c(clean_coils) + sigma * jax.lax.complex(noise[0], noise[1])
+        noise = sigma * jax.lax.complex(noise[0], noise[1])
     else:
         sigma = jnp.zeros((), jnp.real(single).dtype)
-        kspace = fft2c(clean_coils)
-    if mask is not None:
-        kspace = kspace * mask[:, None]
-    coils = ifft2c(kspace)
+        noise = None
+    if mask is None:
+        # White Gaussian noise is white with the same sigma in either domain (the
+        # FFT is orthonormal), so without undersampling it is added to the coil
+        # images directly and the per-coil FFTs are skipped.
+        coils = clean_coils if noise is None else clean_coils + noise
+    else:
+        kspace = fft2c(clean_coils) if noise is None else fft2c(clean_coils) + noise
+        coils = ifft2c(kspace * mask[:, None])
     image = _combine(coils, coil_maps[None], combination)
     return image, sigma, (coils if return_coils else None)
 
