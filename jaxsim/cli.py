@@ -10,7 +10,12 @@ from jaxsim import __version__
 
 # Each subcommand module provides ``add_parser(subparsers)`` returning its parser
 # with ``func`` set to a callable taking the parsed arguments.
-_SUBCOMMANDS = ("jaxsim._cli_signal", "jaxsim._cli_population", "jaxsim._cli_tag")
+_SUBCOMMANDS = (
+    "jaxsim._cli_signal",
+    "jaxsim._cli_population",
+    "jaxsim._cli_tag",
+    "jaxsim._cli_fit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
