@@ -255,8 +255,8 @@ def generate_database(
         design: :class:`jaxsim.population.PopulationDesign`.
         path: output file.
         shard: ``(i, N)``: generate the i-th of N contiguous blocks of label sets.
-        resume: continue an interrupted file of the same design and shard; the
-            result is identical to an uninterrupted run.
+        resume: continue an interrupted file of the same design and shard (the
+            result is identical to an uninterrupted run); start it if absent.
         overwrite: replace an existing file (otherwise it is an error, unless
             resuming).
         progress: optional callable ``progress(n_records_done_now)`` per label set.
@@ -274,8 +274,6 @@ def generate_database(
     if resume and path.exists():
         _check_resumable(path, design, shard)
     else:
-        if resume:
-            raise FileNotFoundError(f"--resume given but {path} does not exist")
         check_writable(path, overwrite=overwrite, what="database")
         _create(
             path, design, shard, {k: np.asarray(v) for k, v in vars(subjects).items()}
