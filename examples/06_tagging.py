@@ -66,7 +66,7 @@ def acdc_figure(out: Path) -> Path | None:
         ax.set_title(title)
         ax.axis("off")
     fig.suptitle(f"{path.stem}: 1-3-3-1 SPAMM grid, 7.5 mm, 70 deg total, 45 deg")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     target = out / "tagging_acdc.png"
     fig.savefig(target)
     plt.close(fig)
@@ -103,7 +103,7 @@ def phantom_figure(out: Path, smoke: bool) -> Path:
         )
         ax.axis("off")
     fig.suptitle("Phantom SPAMM grid: tags are material and deform with the LV")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     target = out / "tagging_phantom.png"
     fig.savefig(target)
     plt.close(fig)
