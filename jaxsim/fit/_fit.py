@@ -43,7 +43,8 @@ def default_parameters(
     Tissue PD/T1/T2 are the literature means at ``field`` (background: ``body``);
     the flip is the sequence's; the receiver scale is the least-squares match of the
     class signals to the real class medians; sigma is half the smallest class
-    spread; the partial-volume width is 1 mm; no bias field.
+    spread; partial-volume widths 1 mm in-plane, 2 mm through-plane; class
+    heterogeneity 0.05; no bias field.
     """
     sequence = BSSFPSequence() if sequence is None else sequence
     props = default_tissue_properties(field)
@@ -62,6 +63,8 @@ def default_parameters(
         scale=jnp.asarray(1.0, dtype),
         sigma=jnp.asarray(1.0, dtype),
         pv_width=jnp.asarray(1.0, dtype),
+        pv_width_z=jnp.asarray(2.0, dtype),
+        texture=jnp.full(len(data.classes), 0.05, dtype),
         bias=jnp.zeros(N_BIAS, dtype),
     )
     s = class_signals(unit, sequence)[:-1]
@@ -131,15 +134,20 @@ class FitResult:
                 }
                 for k in ("pd", "t1", "t2")
             }
-        for name, value in self.signals().items():
+        for i, (name, value) in enumerate(self.signals().items()):
             tissues[name]["signal"] = value
+            tissues[name]["texture"] = {
+                "value": float(p.texture[i]),
+                "laplace_std": float(lap.texture[i]),
+                "restart_std": float(rs.texture[i]),
+            }
         scalars = {
             k: {
                 "value": float(getattr(p, k)),
                 "laplace_std": float(getattr(lap, k)),
                 "restart_std": float(getattr(rs, k)),
             }
-            for k in ("flip", "scale", "sigma", "pv_width")
+            for k in ("flip", "scale", "sigma", "pv_width", "pv_width_z")
         }
         scalars["bias"] = {
             "value": np.asarray(p.bias).tolist(),

@@ -1,9 +1,11 @@
 """The forward model of the fit: labels -> fractions -> bSSFP -> bias -> noise.
 
 A simulated image is rendered on the *real* label map: the one-hot class maps are
-blurred in-plane by a Gaussian of learnable width (partial volume at class
-boundaries), each class gets the bSSFP steady-state echo of its (PD, T1, T2) at the
-sequence's flip angle, the mixture is multiplied by a receiver scale and a smooth
+blurred in-plane and across slices by Gaussians of learnable widths (partial
+volume at class boundaries and the slice profile), each class gets the bSSFP
+steady-state echo of its (PD, T1, T2) at the sequence's flip angle times a
+mean-one log-normal voxel heterogeneity of learnable width (trabeculation, flow,
+...), the mixture is multiplied by a receiver scale and a smooth
 bias field ``exp(polynomial of degree 2 in z, y, x)``, and goes through
 :func:`jaxsim.mr.acquire_cine` (Cartesian k-space, uniform coil, complex Gaussian
 noise of standard deviation ``sigma`` per component, magnitude), so the noise is
@@ -43,6 +45,11 @@ class FitParameters:
         sigma: noise standard deviation per real/imaginary component, real
             intensity units.
         pv_width: standard deviation of the in-plane partial-volume blur, mm.
+        pv_width_z: standard deviation of the through-plane blur (slice profile),
+            mm.
+        texture: ``(n_classes,)`` standard deviation of the log of a
+            multiplicative voxel-wise heterogeneity of each fitted class
+            (trabeculation, flow, anything that widens a class beyond noise).
         bias: ``(9,)`` coefficients of ``log(bias)`` on the terms
             ``z, y, x, z^2, y^2, x^2, zy, zx, yx`` of coordinates normalised to
             [-1, 1] over the crop.
@@ -55,6 +62,8 @@ class FitParameters:
     scale: jax.Array
     sigma: jax.Array
     pv_width: jax.Array
+    pv_width_z: jax.Array
+    texture: jax.Array
     bias: jax.Array
 
     def tissue(self) -> TissueProperties:
@@ -84,7 +93,16 @@ def _circular_gaussian(n, sigma_vox, dtype):
     return jnp.real(jnp.fft.fft(w / jnp.sum(w)))  # symmetric kernel: real DFT
 
 
-def class_fractions(onehot, pv_width, spacing):
+def _blur_z(fractions, width, sz):
+    """Gaussian blur across slices (dense: few slices), rows normalised to 1."""
+    nz = fractions.shape[-3]
+    k = jnp.arange(nz, dtype=fractions.dtype)
+    w = jnp.exp(-0.5 * ((k[:, None] - k[None, :]) * sz / width) ** 2)
+    w = w / jnp.sum(w, axis=1, keepdims=True)
+    return jnp.einsum("ij,cjyx->ciyx", w, fractions)
+
+
+def class_fractions(onehot, pv_width, spacing, pv_width_z=None):
     """Partial-volume fractions: one-hot class maps blurred in-plane.
 
     Args:
@@ -93,6 +111,8 @@ def class_fractions(onehot, pv_width, spacing):
             few widths away from the edge.
         pv_width: Gaussian standard deviation in mm, > 0 (traced).
         spacing: ``(sz, sy, sx)`` mm (static).
+        pv_width_z: through-plane Gaussian standard deviation in mm, or ``None``
+            for none (traced).
 
     Returns:
         ``(n, nz, ny, nx)`` fractions, still summing to 1 per voxel.
@@ -106,6 +126,8 @@ def class_fractions(onehot, pv_width, spacing):
     hx = _circular_gaussian(nx, pv_width / spacing[2], onehot.dtype)
     spectra = jnp.fft.fft2(onehot[:-1])
     classes = jnp.real(jnp.fft.ifft2(spectra * (hy[:, None] * hx[None, :])))
+    if pv_width_z is not None:
+        classes = _blur_z(classes, pv_width_z, spacing[0])
     return jnp.concatenate([classes, 1.0 - jnp.sum(classes, 0, keepdims=True)])
 
 
@@ -128,9 +150,18 @@ def render(params: FitParameters, data: FitData, sequence: BSSFPSequence, *, key
     Returns:
         ``(nz, ny, nx)`` magnitude image in real intensity units.
     """
-    fractions = class_fractions(data.onehot, params.pv_width, data.spacing)
+    fractions = class_fractions(
+        data.onehot, params.pv_width, data.spacing, params.pv_width_z
+    )
+    k_noise, k_texture = jax.random.split(key)
+    # Mean-one log-normal heterogeneity per class, from fixed standard normals.
+    z = jax.random.normal(k_texture, data.onehot.shape[1:], fractions.dtype)
+    h = params.texture[:, None, None, None]
+    texture = jnp.exp(h * z - 0.5 * h * h)
+    texture = jnp.concatenate([texture, jnp.ones_like(texture[:1])])
     gain = params.scale * bias_field(params.bias, data.coords)
-    weighted = fractions * gain  # the bias is linear, so it can ride on fractions
+    # Bias and texture are linear in the signal, so they can ride on fractions.
+    weighted = fractions * texture * gain
     seq = dataclasses.replace(sequence, flip=params.flip)
     ref = reference_mask(data)
     # acquire_cine sets sigma = mean(|clean| over ref) / snr; invert that so the
@@ -142,7 +173,7 @@ def render(params: FitParameters, data: FitData, sequence: BSSFPSequence, *, key
     ref_mean = jnp.sum(jnp.where(ref, signals, 0.0)) / jnp.sum(ref)
     coil = jnp.ones((1, *data.image.shape), jnp.result_type(1j, data.image.dtype))
     image, _, _ = acquire_cine(
-        key,
+        k_noise,
         weighted[None],
         ref,
         coil,

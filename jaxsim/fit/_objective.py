@@ -11,8 +11,9 @@ priors are Gaussian in that space:
 * the background class: the ``body`` tissue's means, log standard deviation 0.5
   (it only stands for whatever borders the classes);
 * flip (when fitted): log standard deviation 0.1 around the nominal flip;
-* bias coefficients: ``N(0, 0.5^2)``; partial-volume width: ``log w ~ N(log 1 mm,
-  1)``; scale and sigma: flat.
+* bias coefficients: ``N(0, 0.5^2)``; partial-volume widths: ``log w ~ N(log 1 mm,
+  1)`` in-plane and ``N(log 2 mm, 1)`` through-plane; class heterogeneity:
+  ``log h ~ N(log 0.05, 1.5^2)``; scale and sigma: flat.
 
 The data term is the negative log-likelihood of the sorted-sample (quantile) pairs
 of each class under independent Laplace errors of scale ``data.real_scale``:
@@ -35,7 +36,17 @@ from ._model import N_BIAS, FitParameters, render
 
 __all__ = ["Prior", "make_prior", "to_unconstrained", "from_unconstrained"]
 
-_POSITIVE = ("pd", "t1", "t2", "flip", "scale", "sigma", "pv_width")
+_POSITIVE = (
+    "pd",
+    "t1",
+    "t2",
+    "flip",
+    "scale",
+    "sigma",
+    "pv_width",
+    "pv_width_z",
+    "texture",
+)
 _SMOOTH = 0.02  # rho's smoothing, in units of each class's spread
 
 
@@ -95,6 +106,9 @@ def make_prior(classes, *, field: float = 1.5, flip: float, dtype=None) -> Prior
     mean["flip"], std["flip"] = jnp.asarray(np.log(flip), dtype), 0.1
     mean["bias"], std["bias"] = jnp.zeros(N_BIAS, dtype), 0.5
     mean["pv_width"], std["pv_width"] = jnp.asarray(0.0, dtype), 1.0
+    mean["pv_width_z"], std["pv_width_z"] = jnp.asarray(np.log(2.0), dtype), 1.0
+    mean["texture"] = jnp.full(len(classes), np.log(0.05), dtype)
+    std["texture"] = 1.5
     return Prior(mean, std)
 
 
