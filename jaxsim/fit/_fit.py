@@ -90,8 +90,9 @@ class FitResult:
         objective: MAP objective at the optimum.
         restart_objectives: ``(restarts,)`` final objective of every restart.
         history: ``(steps, restarts)`` objective along the optimisation.
-        clipped_eigenvalues: Hessian eigenvalues raised to a floor (0 when the
-            Hessian was positive definite).
+        clipped_eigenvalues: Hessian eigenvalues below a small positive floor,
+            replaced by their magnitude (or the floor); 0 when the Hessian was
+            positive definite.
         metrics: per class ``{"ks_before", "ks_after", "chi2_before", ...}`` between
             the real class intensities and a simulation with a fresh noise key.
         real: ``(nz, ny, nx)`` real crop; before/after: simulated crops.
@@ -181,9 +182,12 @@ def _laplace(hess, theta, flip):
     vec, unravel = ravel_pytree(theta)
     hess = np.asarray(0.5 * (hess + hess.T), np.float64)
     lam, vecs = np.linalg.eigh(hess)
-    floor = max(lam.max(), 1.0) * 1e-8
+    # The objective is only piecewise smooth (sorting, a fixed noise draw), so a
+    # few eigenvalues can come out negative: use their magnitude (the curvature
+    # scale, as saddle-free Newton does) and floor the smallest.
+    floor = max(np.abs(lam).max(), 1.0) * 1e-8
     clipped = int(np.sum(lam < floor))
-    cov = (vecs / np.maximum(lam, floor)) @ vecs.T
+    cov = (vecs / np.maximum(np.abs(lam), floor)) @ vecs.T
     std_u = unravel(jnp.asarray(np.sqrt(np.diag(cov)), vec.dtype))
     value = from_unconstrained(theta, flip=flip)
     out = {}

@@ -36,8 +36,9 @@ def _check(result, seconds, name):
     print(f"{name} {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_fit_one_acdc_case(shared_data):
-    """One case in the default run, with a lighter optimisation than the default."""
+    """One case with a lighter optimisation than the default (a quick check)."""
     path = shared_data / "acdc" / "patient065_frame02.h5"
     if not path.exists():
         pytest.skip(f"{path} is absent")
