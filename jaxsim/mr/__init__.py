@@ -2,6 +2,7 @@
 
 from ._cine import CineResult as CineResult
 from ._cine import acquire_cine as acquire_cine
+from ._cine import acquire_images as acquire_images
 from ._cine import prepare_anatomy as prepare_anatomy
 from ._cine import refine_in_plane as refine_in_plane
 from ._cine import simulate_cine as simulate_cine

@@ -47,6 +47,7 @@ __all__ = [
     "simulate_cine",
     "simulate_cine_contrasts",
     "prepare_anatomy",
+    "acquire_images",
 ]
 
 _COMBINATIONS = ("rss", "sensitivity")
@@ -163,7 +164,6 @@ def acquire_cine(
         ``(image (n_phases, nz, ny, nx), sigma, coil_images or None)``.
     """
     n_phases, _, nz, fy, fx = fractions.shape
-    ny, nx = fy // oversample, fx // oversample
     k_b0, k_bias, k_noise = jax.random.split(key, 3)
     if b0_std > 0:
         df = _smooth_field(k_b0, (nz, fy, fx), b0_std)
@@ -175,6 +175,64 @@ def acquire_cine(
         images = jnp.einsum("t,ptzyx->pzyx", signals, fractions.astype(signals.dtype))
     if bias_std > 0:
         images = images * jnp.exp(_smooth_field(k_bias, (nz, fy, fx), bias_std))
+    return acquire_images(
+        k_noise,
+        images,
+        myo_mask,
+        coil_maps,
+        snr,
+        mask,
+        oversample=oversample,
+        tukey_alpha=tukey_alpha,
+        combination=combination,
+        with_noise=with_noise,
+        return_coils=return_coils,
+    )
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "oversample",
+        "tukey_alpha",
+        "combination",
+        "with_noise",
+        "return_coils",
+    ),
+)
+def acquire_images(
+    key,
+    images,
+    myo_mask,
+    coil_maps,
+    snr,
+    mask=None,
+    *,
+    oversample: int = 2,
+    tukey_alpha: float | None = None,
+    combination: str = "rss",
+    with_noise: bool = True,
+    return_coils: bool = False,
+):
+    """The receive chain shared by every MR contrast: fine-grid complex images ->
+    k-space crop and window -> coil sensitivities -> noise -> undersampling ->
+    coil combination (see the module docstring for the SNR definition).
+
+    Args:
+        key: PRNG key (noise).
+        images: ``(P, nz, ny*oversample, nx*oversample)`` complex magnetization on
+            the refined grid (one per frame).
+        myo_mask: ``(nz, ny, nx)`` bool, LV myocardium at target resolution.
+        coil_maps: ``(n_coils, nz, ny, nx)`` complex sensitivities.
+        snr: target myocardial SNR of the first frame (ignored without noise).
+        mask: optional ``(ny,)`` bool phase-encoding mask (zero-filled recon).
+        oversample, tukey_alpha, combination, with_noise, return_coils: see
+            :func:`simulate_cine`.
+
+    Returns:
+        ``(image (P, nz, ny, nx), sigma, coil_images (P, C, nz, ny, nx) or None)``.
+    """
+    ny, nx = images.shape[-2] // oversample, images.shape[-1] // oversample
     shift = (oversample - 1) / (2 * oversample)
     kspace = crop_kspace(fft2c(images), (ny, nx), shift=(shift, shift))
     if tukey_alpha is not None:
@@ -185,7 +243,7 @@ def acquire_cine(
     if with_noise:
         clean = _combine(clean_coils[0], coil_maps, combination)
         sigma = jnp.sum(jnp.where(myo_mask, clean, 0.0)) / jnp.sum(myo_mask) / snr
-        noise = jax.random.normal(k_noise, (2, *clean_coils.shape), clean.dtype)
+        noise = jax.random.normal(key, (2, *clean_coils.shape), clean.dtype)
         noise = sigma * jax.lax.complex(noise[0], noise[1])
     else:
         sigma = jnp.zeros((), jnp.real(single).dtype)

@@ -30,13 +30,15 @@ from jaxsim.phantoms import (
     TISSUE_INDEX,
     TISSUES,
     end_diastolic_positions,
-    label_map,
-    tissue_fractions,
 )
 
-from ._cine import CineResult, refine_in_plane
-from ._coils import coil_sensitivities
-from ._kspace import crop_kspace, fft2c, ifft2c, tukey_window
+from ._cine import (
+    CineResult,
+    _check_options,
+    acquire_images,
+    prepare_anatomy,
+    refine_in_plane,
+)
 from ._tissues import TissueProperties, default_tissue_properties
 
 __all__ = ["TaggingSequence", "acquire_tagged", "simulate_tagged"]
@@ -112,13 +114,6 @@ def tagged_coefficients(tissue, seq: TaggingSequence, frame_times, blood_washout
     return readout * a * (1.0 - w), readout * (b + a * w * mean)
 
 
-def _combine(coil_images, coil_maps, combination):
-    if combination == "rss":
-        return jnp.sqrt(jnp.sum(jnp.abs(coil_images) ** 2, axis=-4))
-    weights = jnp.sum(jnp.abs(coil_maps) ** 2, axis=-4)
-    return jnp.abs(jnp.sum(jnp.conj(coil_maps) * coil_images, axis=-4) / weights)
-
-
 def _ed_in_plane(subject, fine: ImageGeometry, phase, centre, axes):
     points = fine.voxel_centers()  # (nz, fy, fx, 3)
     ed = end_diastolic_positions(subject, points, phase) - centre
@@ -171,8 +166,6 @@ def acquire_tagged(
     Returns:
         ``(image (n_frames, nz, ny, nx), sigma, coil_images or None)``.
     """
-    _, _, nz, fy, fx = fractions.shape
-    ny, nx = fy // oversample, fx // oversample
     pattern = spamm_pattern(
         ed_uv[0],
         ed_uv[1],
@@ -185,54 +178,19 @@ def acquire_tagged(
     c_tag, c_const = tagged_coefficients(tissue, sequence, frame_times, blood_washout)
     images = pattern * jnp.einsum("pt,ptzyx->pzyx", c_tag, fractions)
     images = images + jnp.einsum("pt,ptzyx->pzyx", c_const, fractions)
-    shift = (oversample - 1) / (2 * oversample)
-    kspace = crop_kspace(fft2c(images), (ny, nx), shift=(shift, shift))
-    if tukey_alpha is not None:
-        window = np.outer(tukey_window(ny, tukey_alpha), tukey_window(nx, tukey_alpha))
-        kspace = kspace * window
-    clean_coils = ifft2c(kspace)[:, None] * coil_maps[None]
-    if with_noise:
-        clean = _combine(clean_coils[0], coil_maps, combination)
-        sigma = jnp.sum(jnp.where(myo_mask, clean, 0.0)) / jnp.sum(myo_mask) / snr
-        noise = jax.random.normal(key, (2, *clean_coils.shape), clean.dtype)
-        kspace = fft2c(clean_coils) + sigma * jax.lax.complex(noise[0], noise[1])
-    else:
-        sigma = jnp.zeros((), images.dtype)
-        kspace = fft2c(clean_coils)
-    if mask is not None:
-        kspace = kspace * mask[:, None]
-    coils = ifft2c(kspace)
-    image = _combine(coils, coil_maps[None], combination)
-    return image, sigma, (coils if return_coils else None)
-
-
-def _check_options(snr, n_coils, oversample, tukey_alpha, combination, phases):
-    if snr is not None:
-        check_range("snr", snr, low=0.0, high=None)
-    if int(n_coils) != n_coils or n_coils < 1:
-        raise ValueError(f"n_coils must be a positive integer; got {n_coils}")
-    if int(oversample) != oversample or not 1 <= oversample <= 8:
-        raise ValueError(f"oversample must be an integer in [1, 8]; got {oversample}")
-    if tukey_alpha is not None and not 0.0 <= tukey_alpha <= 1.0:
-        raise ValueError(
-            f"tukey_alpha must lie in [0, 1] or be None; got {tukey_alpha}"
-        )
-    if combination not in ("rss", "sensitivity"):
-        raise ValueError(
-            f"coil_combination must be 'rss' or 'sensitivity'; got {combination!r}"
-        )
-    phases = np.atleast_1d(np.asarray(phases, dtype=np.float64))
-    if phases.ndim != 1 or phases.size == 0:
-        raise ValueError("cardiac_phases must be a non-empty 1D sequence of phases")
-    check_range(
-        "cardiac_phases",
-        phases,
-        low=0.0,
-        high=1.0,
-        low_inclusive=True,
-        high_inclusive=False,
+    return acquire_images(
+        key,
+        images,
+        myo_mask,
+        coil_maps,
+        snr,
+        mask,
+        oversample=oversample,
+        tukey_alpha=tukey_alpha,
+        combination=combination,
+        with_noise=with_noise,
+        return_coils=return_coils,
     )
-    return tuple(float(p) for p in phases)
 
 
 def _check_sequence(seq: TaggingSequence) -> None:
@@ -326,7 +284,15 @@ def simulate_tagged(
         (2, 1, 64, 64)
     """
     phases = _check_options(
-        snr, n_coils, oversample, tukey_alpha, coil_combination, cardiac_phases
+        snr,
+        n_coils,
+        oversample,
+        tukey_alpha,
+        1.0,
+        coil_combination,
+        0.0,
+        0.0,
+        cardiac_phases,
     )
     if blood_washout is not None:
         check_range("blood_washout", blood_washout, low=0.0, high=None, unit="s")
@@ -337,21 +303,16 @@ def simulate_tagged(
     tissue = default_tissue_properties(field) if tissue is None else tissue
     check_range("tissue.t1", tissue.t1, low=0.0, high=None, unit="s")
     check_range("tissue.t2", tissue.t2, low=0.0, high=None, unit="s")
-    kw = {} if supersample is None else {"supersample": supersample}
-    fine = refine_in_plane(geometry, oversample)
-    fractions = jnp.stack(
-        [tissue_fractions(subject, fine, cardiac_phase=p, **kw) for p in phases]
+    fractions, labels, myo, maps, _ = prepare_anatomy(
+        key,
+        subject,
+        geometry,
+        phases,
+        n_coils,
+        oversample,
+        supersample=supersample,
+        need_myo=snr is not None,
     )
-    labels = jnp.stack(
-        [label_map(subject, geometry, cardiac_phase=p, **kw) for p in phases]
-    )
-    myo = labels[0] == TISSUE_INDEX["lv_myocardium"]
-    if snr is not None and not bool(jnp.any(myo)):
-        raise ValueError(
-            "snr needs LV myocardium in the first frame to set the noise level; "
-            "the grid contains none"
-        )
-    maps = coil_sensitivities(geometry, n_coils)
     fine = refine_in_plane(geometry, oversample)
     centre, axes = geometry.center, geometry.axes
     uv = [_ed_in_plane(subject, fine, p, centre, axes) for p in phases]
