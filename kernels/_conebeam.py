@@ -9,6 +9,7 @@ Because the detector's v axis is parallel to the rotation axis, all rays that hi
 detector column share the same line in the xy plane: they cross each plane at the same
 in-plane point. So the in-plane interpolation is done once per (column, plane) on whole
 z-profiles (contiguous rows), and only the linear interpolation along z is per ray.
+Each view sweeps its planes in small blocks so that a block's gathers work in cache.
 
 The backprojector is defined as the linear transpose of the projector, so
 ``<A x, y> = <x, A^T y>`` holds to float rounding; each function's VJP is the other.
@@ -26,6 +27,8 @@ from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_f
 
 # Elements of the largest per-chunk intermediate (views x columns x planes x rows).
 _CHUNK_ELEMENTS = 1 << 20
+# Planes swept per step of a view's loop (a block's gathers stay in cache).
+_BLOCK = 16
 
 
 def detector_coordinates(geom: ConeBeamGeometry, dtype) -> tuple[jax.Array, jax.Array]:
@@ -72,13 +75,69 @@ def _lerp_index(position, count):
     return i0, i1, frac
 
 
-def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
-    """Line integrals ``(n_v, n_u)`` of one view from the plane stack ``rows``."""
+def _pair_index(position, count):
+    """Pair index and weight of a continuous index into a profile of ``count``.
+
+    The profile is padded with one zero in front and two behind, and pair ``k`` holds
+    padded entries ``(k, k + 1)``: the sample is ``pair[k] . (1 - w, w)``, zero
+    outside ``[-1, count]``.
+
+    Args:
+        position: continuous index (0 is the first sample), any shape.
+        count: profile length (static).
+
+    Returns:
+        int32 pair indices in ``[0, count + 1]`` and float weights in ``[0, 1)``.
+    """
+    position = jnp.clip(position, -1.0, float(count))
+    lower = jnp.floor(position)
+    return lower.astype(jnp.int32) + 1, position - lower
+
+
+def _take(array, indices):
+    """``array[indices]`` along axis 0 for indices known to be in bounds.
+
+    A plain gather: no wrapping of negative indices, no clamping.
+    """
+    dims = jax.lax.GatherDimensionNumbers(
+        offset_dims=tuple(range(indices.ndim, indices.ndim + array.ndim - 1)),
+        collapsed_slice_dims=(0,),
+        start_index_map=(0,),
+    )
+    return jax.lax.gather(
+        array,
+        indices[..., None],
+        dims,
+        (1, *array.shape[1:]),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+def _view_rays(cos_t, sin_t, vol_geom, geom, u_det, v_det, n_planes):
+    """Where one view's rays cross the planes of their dominant axis.
+
+    All rays of a detector column share one line in the xy plane, so they cross each
+    plane at the same in-plane point; only their z differs.
+
+    Args:
+        cos_t, sin_t: cosine and sine of the source angle.
+        vol_geom, geom: the grid and the scan.
+        u_det, v_det: detector column ``(n_u,)`` and row ``(n_v,)`` centres, mm.
+        n_planes: planes to return (static, ``>= max(nx, ny)``); the extra ones
+            point at a zero row of the plane stack.
+
+    Returns:
+        ``(i0, i1, a, t, step)``: rows ``(n_planes, n_u)`` of the plane stack (see
+        :func:`_plane_stack`) on either side of the crossing and the weight of
+        ``i1``; the ray parameter ``t`` (0 at the source, 1 at the detector) of the
+        crossing, ``(n_planes, n_u)``; the ray length between planes,
+        ``(n_u, n_v)`` in mm.
+    """
     nz, ny, nx = vol_geom.shape
     n = max(nx, ny)
-    dtype = rows.dtype
-    sz, sy, sx = (jnp.asarray(s, dtype) for s in vol_geom.spacing)
-    ox, oy, oz = (jnp.asarray(o, dtype) for o in vol_geom.offset)
+    dtype = u_det.dtype
+    _, sy, sx = (jnp.asarray(s, dtype) for s in vol_geom.spacing)
+    ox, oy, _ = (jnp.asarray(o, dtype) for o in vol_geom.offset)
     src_x, src_y = geom.dso * cos_t, geom.dso * sin_t
     dx = -geom.dsd * cos_t - u_det * sin_t  # (n_u,) ray direction, source->pixel
     dy = -geom.dsd * sin_t + u_det * cos_t
@@ -87,31 +146,56 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     def pick(a, b):
         return jnp.where(along_x, a, b)
 
-    steps = jnp.arange(n, dtype=dtype)
+    steps = jnp.arange(n_planes, dtype=dtype)[:, None]
     plane_x = (steps - (nx - 1) / 2) * sx + ox
     plane_y = (steps - (ny - 1) / 2) * sy + oy
-    planes = jnp.where(along_x[:, None], plane_x, plane_y)  # (n_u, n)
     d_plane, d_in = pick(dx, dy), pick(dy, dx)
-    t = (planes - pick(src_x, src_y)[:, None]) / d_plane[:, None]  # (n_u, n)
-    in_plane = pick(src_y, src_x)[:, None] + t * d_in[:, None]
-    idx = (in_plane - pick(oy, ox)[:, None]) / pick(sy, sx)[:, None]
-    idx = idx + pick((ny - 1) / 2, (nx - 1) / 2)[:, None]
+    t = (pick(plane_x, plane_y) - pick(src_x, src_y)) / d_plane  # (n_planes, n_u)
+    in_plane = pick(src_y, src_x) + t * d_in
+    idx = (in_plane - pick(oy, ox)) / pick(sy, sx) + pick((ny - 1) / 2, (nx - 1) / 2)
     r0, r1, a = _lerp_index(idx, n)
-    base = ((1 - along_x.astype(jnp.int32))[:, None] * n + jnp.arange(n)) * (n + 2)
-    col = rows[base + r0] * (1 - a)[..., None] + rows[base + r1] * a[..., None]
-    col = jnp.pad(col, ((0, 0), (0, 0), (1, 1))).reshape(-1)  # (n_u * n * (nz+2),)
-    # Materialise the profiles: fused into the gather they would be recomputed.
-    col = jax.lax.optimization_barrier(col)
-
-    kz = (t[..., None] * v_det - oz) / sz + (nz - 1) / 2  # (n_u, n, n_v)
-    k0, k1, b = _lerp_index(kz, nz)
-    offsets = (jnp.arange(geom.n_u * n, dtype=jnp.int32) * (nz + 2)).reshape(
-        geom.n_u, n, 1
-    )
-    samples = col[offsets + k0] * (1 - b) + col[offsets + k1] * b
-    total = samples.sum(axis=1)  # (n_u, n_v)
+    plane = jnp.arange(n_planes)[:, None]
+    base = ((1 - along_x.astype(jnp.int32)) * n + plane) * (n + 2)
+    valid = plane < n
+    i0, i1 = jnp.where(valid, base + r0, 0), jnp.where(valid, base + r1, 0)
     length = jnp.sqrt(dx[:, None] ** 2 + dy[:, None] ** 2 + v_det**2)
     step = pick(sx, sy)[:, None] * length / jnp.abs(d_plane)[:, None]
+    return i0, i1, a, t, step
+
+
+def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
+    """Line integrals ``(n_v, n_u)`` of one view from the plane stack ``rows``.
+
+    Planes are swept in blocks of :data:`_BLOCK` so a block's intermediates stay in
+    cache: per block, a gather of whole z-profiles (in-plane interpolation per
+    column), then one gather of neighbour pairs per ray (interpolation along z).
+    """
+    nz, ny, nx = vol_geom.shape
+    n_blocks = -(-max(nx, ny) // _BLOCK)
+    dtype = rows.dtype
+    sz = jnp.asarray(vol_geom.spacing[0], dtype)
+    oz = jnp.asarray(vol_geom.offset[2], dtype)
+    i0, i1, a, t, step = _view_rays(
+        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
+    )
+    vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz  # z index = t * vz + cz
+    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * (nz + 2)
+    offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
+
+    def block(j, total):
+        def rows_of(x):
+            return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+
+        w = rows_of(a)[..., None]
+        col = _take(rows, rows_of(i0)) * (1 - w) + _take(rows, rows_of(i1)) * w
+        col = jnp.pad(col, ((0, 0), (0, 0), (1, 2)))  # (_BLOCK, n_u, nz + 3)
+        pairs = jnp.stack([col[..., :-1], col[..., 1:]], -1).reshape(-1, 2)
+        k, b = _pair_index(rows_of(t)[..., None] * vz + cz, nz)
+        s = _take(pairs, offsets + k)  # (_BLOCK, n_u, n_v, 2)
+        return total + (s[..., 0] * (1 - b) + s[..., 1] * b).sum(axis=0)
+
+    zero = jnp.zeros((geom.n_u, geom.n_v), dtype)
+    total = jax.lax.fori_loop(0, n_blocks, block, zero)
     return (total * step).T
 
 
