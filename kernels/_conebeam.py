@@ -11,9 +11,11 @@ in-plane point. So the in-plane interpolation is done once per (column, plane) o
 z-profiles (contiguous rows), and only the linear interpolation along z is per ray.
 Each view sweeps its planes in small blocks so that a block's gathers work in cache.
 
-The backprojector is defined as the linear transpose of the projector, so
+The backprojector is the projector's exact transpose, written out step by step (each
+gather becomes a scatter-add with the same indices and weights), so
 ``<A x, y> = <x, A^T y>`` holds to float rounding; each function's VJP is the other.
-Views are processed in chunks with ``lax.map``, so memory stays bounded.
+The projector maps over views in chunks, the backprojector scans over views into one
+accumulator, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -109,6 +111,25 @@ def _take(array, indices):
         indices[..., None],
         dims,
         (1, *array.shape[1:]),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+def _scatter_add(array, indices, updates):
+    """``array.at[indices].add(updates)`` along axis 0, indices known in bounds.
+
+    The transpose of :func:`_take`.
+    """
+    dims = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=tuple(range(indices.ndim, indices.ndim + array.ndim - 1)),
+        inserted_window_dims=(0,),
+        scatter_dims_to_operand_dims=(0,),
+    )
+    return jax.lax.scatter_add(
+        array,
+        indices[..., None],
+        updates,
+        dims,
         mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
     )
 
@@ -213,38 +234,75 @@ def _project_impl(volume, vol_geom, geom, chunk):
     return jax.lax.map(one_view, angles, batch_size=chunk)
 
 
-def _backproject_impl(projections, vol_geom, geom, chunk):
-    """Adjoint by transposing each view's projection inside a scan over chunks.
+def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
+    """Add the adjoint of :func:`_project_view` applied to ``view`` to ``acc``.
 
-    Transposing the whole ``lax.map`` would make JAX precompute and store every
-    view's ray indices at once (memory growing with the number of views); here each
-    step rebuilds its own and adds its contribution to a carried plane stack.
+    The exact transpose of the projection, written out so each block scatters
+    straight into the carried plane stack: the pair gather becomes a scatter-add into
+    a block of padded z-profiles, the profile gathers become row scatter-adds.
+
+    Args:
+        acc: plane stack ``(2 * n * (n + 2), nz)`` to add to (see
+            :func:`_plane_stack`).
+        view: one view's projections ``(n_v, n_u)``.
+        cos_t, sin_t, vol_geom, geom, u_det, v_det: as :func:`_view_rays`.
+
+    Returns:
+        ``acc`` plus the view's backprojection, same shape.
     """
+    nz, ny, nx = vol_geom.shape
+    n_blocks = -(-max(nx, ny) // _BLOCK)
+    dtype = view.dtype
+    sz = jnp.asarray(vol_geom.spacing[0], dtype)
+    oz = jnp.asarray(vol_geom.offset[2], dtype)
+    i0, i1, a, t, step = _view_rays(
+        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
+    )
+    vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz
+    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * (nz + 2)
+    offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
+    weighted = view.T * step  # (n_u, n_v)
+    pairs_zero = jnp.zeros((_BLOCK * geom.n_u * (nz + 2), 2), dtype)
+
+    def block(j, acc):
+        def rows_of(x):
+            return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+
+        k, b = _pair_index(rows_of(t)[..., None] * vz + cz, nz)
+        pairs = _scatter_add(
+            pairs_zero, offsets + k, jnp.stack([weighted * (1 - b), weighted * b], -1)
+        )
+        pairs = pairs.reshape(_BLOCK, geom.n_u, nz + 2, 2)
+        col = pairs[..., 1:-1, 0] + pairs[..., :-2, 1]  # padded entries 1 .. nz
+        w = rows_of(a)[..., None]
+        acc = _scatter_add(acc, rows_of(i0), col * (1 - w))
+        return _scatter_add(acc, rows_of(i1), col * w)
+
+    return jax.lax.fori_loop(0, n_blocks, block, acc)
+
+
+def _backproject_impl(projections, vol_geom, geom, chunk):
+    """Adjoint of :func:`_project_impl`: a scan over views into one plane stack.
+
+    Memory holds the plane stack and one view's intermediates, whatever ``chunk``
+    (which only batches the forward projection).
+    """
+    del chunk
     dtype = projections.dtype
     nz, ny, nx = vol_geom.shape
     n = max(nx, ny)
     u_det, v_det = detector_coordinates(geom, dtype)
     angles = jnp.asarray(geom.angles, dtype)
-    n_chunks = -(-geom.n_angles // chunk)
-    pad = n_chunks * chunk - geom.n_angles
-    angles = jnp.pad(angles, (0, pad)).reshape(n_chunks, chunk)
-    views = jnp.pad(projections, ((0, pad), (0, 0), (0, 0)))
-    views = views.reshape(n_chunks, chunk, geom.n_v, geom.n_u)
-    rows_shape = jax.ShapeDtypeStruct((2 * n * (n + 2), nz), dtype)
-
-    def one_view(angle, view):
-        def project(rows):
-            return _project_view(
-                rows, jnp.cos(angle), jnp.sin(angle), vol_geom, geom, u_det, v_det
-            )
-
-        return jax.linear_transpose(project, rows_shape)(view)[0]
 
     def step(acc, item):
-        return acc + jax.vmap(one_view)(*item).sum(axis=0), None
+        angle, view = item
+        acc = _backproject_view(
+            acc, view, jnp.cos(angle), jnp.sin(angle), vol_geom, geom, u_det, v_det
+        )
+        return acc, None
 
-    init = jnp.zeros(rows_shape.shape, dtype)
-    rows, _ = jax.lax.scan(step, init, (angles, views))
+    init = jnp.zeros((2 * n * (n + 2), nz), dtype)
+    rows, _ = jax.lax.scan(step, init, (angles, projections))
     volume = jax.ShapeDtypeStruct(vol_geom.shape, dtype)
     return jax.linear_transpose(_plane_stack, volume)(rows)[0]
 
