@@ -41,13 +41,14 @@ def detector_coordinates(geom: ConeBeamGeometry, dtype) -> tuple[jax.Array, jax.
 
 
 def default_chunk(vol_geom: VolumeGeometry, geom: ConeBeamGeometry) -> int:
-    """Views per chunk: one, unless a view's intermediates are tiny.
+    """Views per chunk of the projector: one, unless a view's intermediates are tiny.
 
     On CPU, batching views makes XLA's gathers slower than a plain loop over views,
-    so chunks only grow while a view's largest intermediate is below 1M elements.
+    so chunks only grow while a view's largest intermediate (the neighbour pairs of
+    one block of planes) is below 1M elements.
     """
-    nz, ny, nx = vol_geom.shape
-    per_view = geom.n_u * max(nx, ny) * max(nz + 2, geom.n_v)
+    nz = vol_geom.shape[0]
+    per_view = 2 * _BLOCK * geom.n_u * max(nz + 2, geom.n_v)
     return int(max(1, min(geom.n_angles, _CHUNK_ELEMENTS // per_view)))
 
 
@@ -175,7 +176,7 @@ def _view_rays(cos_t, sin_t, vol_geom, geom, u_det, v_det, n_planes):
     in_plane = pick(src_y, src_x) + t * d_in
     idx = (in_plane - pick(oy, ox)) / pick(sy, sx) + pick((ny - 1) / 2, (nx - 1) / 2)
     r0, r1, a = _lerp_index(idx, n)
-    plane = jnp.arange(n_planes)[:, None]
+    plane = jnp.arange(n_planes, dtype=jnp.int32)[:, None]
     base = ((1 - along_x.astype(jnp.int32)) * n + plane) * (n + 2)
     valid = plane < n
     i0, i1 = jnp.where(valid, base + r0, 0), jnp.where(valid, base + r1, 0)
@@ -423,7 +424,9 @@ def cone_beam_backproject(
         projections: float ``(n_angles, n_v, n_u)``.
         vol_geom: placement of the grid.
         geom: the scan.
-        views_per_chunk: views processed at once (static), as in the projector.
+        views_per_chunk: views per chunk of the projector (static), used by this
+            function's VJP; the backprojection itself scans one view at a time into
+            a single accumulator, so its memory does not grow with the chunk.
 
     Returns:
         Volume ``(nz, ny, nx)`` with the dtype of ``projections`` (units of the
