@@ -85,7 +85,7 @@ def main() -> None:
         labels,
         key=jax.random.key(0),
         spacing=(10.0, 1.5, 1.5),
-        restarts=1 if smoke else 4,
+        restarts=1 if smoke else 2,
         steps=20 if smoke else 200,
         progress=not smoke,
     )

@@ -95,7 +95,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also fit the flip angle (10 percent prior)",
     )
     p.add_argument(
-        "--restarts", type=int, default=4, help="optimiser restarts (default 4)"
+        "--restarts", type=int, default=2, help="optimiser restarts (default 2)"
     )
     p.add_argument(
         "--steps", type=int, default=200, help="Adam steps per restart (default 200)"

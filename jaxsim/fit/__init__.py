@@ -2,7 +2,8 @@
 
 Given a real image and its label map, :func:`fit_histograms` finds the tissue
 (PD, T1, T2 per labelled class) and acquisition parameters (receiver scale, noise
-sigma, smooth bias field, partial-volume width, optionally flip angle) whose
+sigma anchored to its estimate from the image's local differences, smooth bias
+field, partial-volume width, optionally flip angle) whose
 simulation, rendered on the real label map through the MR pipeline, matches the
 real per-class intensity distributions; MAP with literature priors, several Adam
 restarts, and Laplace / restart-spread uncertainties.
@@ -21,6 +22,7 @@ from ._model import FitParameters as FitParameters
 from ._model import bias_field as bias_field
 from ._model import class_fractions as class_fractions
 from ._model import render as render
+from ._noise import estimate_noise_sigma as estimate_noise_sigma
 from ._objective import make_objective as make_objective
 from ._objective import make_prior as make_prior
 from ._plot import plot_histograms as plot_histograms

@@ -17,6 +17,7 @@ from jaxsim.phantoms import TISSUES
 
 from ._data import FitData, prepare_data
 from ._model import N_BIAS, FitParameters, render
+from ._noise import estimate_noise_sigma
 from ._objective import (
     from_unconstrained,
     make_objective,
@@ -251,12 +252,13 @@ def fit_histograms(
     sequence: BSSFPSequence | None = None,
     field: float = 1.5,
     fit_flip: bool = False,
-    restarts: int = 4,
-    steps: int = 300,
+    restarts: int = 2,
+    steps: int = 200,
     learning_rate: float = 0.05,
     data_weight: float = 1.0,
     margin: int = 8,
     hessian: str = "fd",
+    noise: str = "image",
     progress: bool = False,
 ) -> FitResult:
     """Fit tissue and acquisition parameters to a real image's class histograms.
@@ -287,6 +289,11 @@ def fit_histograms(
             which reuses the compiled gradient; or ``"exact"``, ``jax.hessian``
             (a second compilation). The objective is only piecewise smooth in
             the sorted samples, so both are local curvature estimates.
+        noise: ``"image"``, anchor the noise sigma to its estimate from the image's
+            local second differences (:func:`estimate_noise_sigma`) by a prior of
+            the estimate's standard error (the optimisation also starts there);
+            ``"fit"``, a flat prior (sigma from the histograms alone, which trade
+            it against heterogeneity and partial volume).
         progress: show a tqdm progress bar over the steps.
 
     Returns:
@@ -308,16 +315,31 @@ def fit_histograms(
             )
     if hessian not in ("fd", "exact"):
         raise ValueError(f"hessian must be 'fd' or 'exact'; got {hessian!r}")
+    if noise not in ("image", "fit"):
+        raise ValueError(f"noise must be 'image' or 'fit'; got {noise!r}")
     sequence = BSSFPSequence() if sequence is None else sequence
     tissue_signals(default_tissue_properties(field), sequence)  # eager checks
     data = prepare_data(image, labels, classes=classes, spacing=spacing, margin=margin)
     k_noise, k_start, k_eval = jax.random.split(key, 3)
     initial = default_parameters(data, sequence, field=field)
-    prior = make_prior(data.classes, field=field, flip=float(sequence.flip))
+    sigma_hat, sigma_rel = (
+        estimate_noise_sigma(data.image, data.class_map)
+        if noise == "image"
+        else (None, 0.0)
+    )
+    prior = make_prior(
+        data.classes,
+        field=field,
+        flip=float(sequence.flip),
+        sigma=sigma_hat,
+        sigma_rel_std=sigma_rel,
+    )
     objective = make_objective(
         data, sequence, prior, key=k_noise, data_weight=data_weight
     )
     theta0 = to_unconstrained(initial, fit_flip=fit_flip)
+    if sigma_hat is not None and np.isfinite(sigma_hat) and sigma_hat > 0:
+        theta0["sigma"] = jnp.log(jnp.asarray(sigma_hat, theta0["sigma"].dtype))
     starts = [theta0] + [
         prior.sample(jax.random.fold_in(k_start, r), theta0) for r in range(1, restarts)
     ]

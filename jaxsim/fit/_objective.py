@@ -13,7 +13,12 @@ priors are Gaussian in that space:
 * flip (when fitted): log standard deviation 0.1 around the nominal flip;
 * bias coefficients: ``N(0, 0.5^2)``; partial-volume widths: ``log w ~ N(log 1 mm,
   1)`` in-plane and ``N(log 2 mm, 1)`` through-plane; class heterogeneity:
-  ``log h ~ N(log 0.05, 1.5^2)``; scale and sigma: flat.
+  ``log h ~ N(log 0.05, 1.5^2)``; scale: flat;
+* sigma: ``log sigma ~ N(log sigma_hat, r^2)`` around the estimate from the
+  image's local second differences (:func:`jaxsim.fit.estimate_noise_sigma`,
+  relative standard error ``r``, floored at 0.02) when one is given, else flat.
+  The histograms alone do not identify the noise: heterogeneity, partial volume
+  and bias widen them too, and the quantile match trades them against it.
 
 The data term is the negative log-likelihood of the sorted-sample (quantile) pairs
 of each class under independent Laplace errors of scale ``data.real_scale``:
@@ -47,6 +52,7 @@ _POSITIVE = (
     "pv_width_z",
     "texture",
 )
+_SIGMA_REL_FLOOR = 0.02  # floor of the noise estimate's relative standard error
 _SMOOTH = 0.02  # rho's smoothing, in units of each class's spread
 
 
@@ -91,8 +97,20 @@ class Prior:
         return out
 
 
-def make_prior(classes, *, field: float = 1.5, flip: float, dtype=None) -> Prior:
-    """The prior of the module docstring for ``classes`` (tissue names)."""
+def make_prior(
+    classes,
+    *,
+    field: float = 1.5,
+    flip: float,
+    sigma: float | None = None,
+    sigma_rel_std: float = 0.02,
+    dtype=None,
+) -> Prior:
+    """The prior of the module docstring for ``classes`` (tissue names).
+
+    ``sigma``: the image-based noise estimate (``None``: a flat prior on sigma);
+    ``sigma_rel_std``: its relative standard error.
+    """
     dtype = jnp.result_type(float) if dtype is None else dtype
     mean_t, std_t = default_tissue_properties(field), tissue_property_std(field)
     idx = [TISSUES.index(c) for c in classes] + [TISSUES.index("body")]
@@ -109,6 +127,9 @@ def make_prior(classes, *, field: float = 1.5, flip: float, dtype=None) -> Prior
     mean["pv_width_z"], std["pv_width_z"] = jnp.asarray(np.log(2.0), dtype), 1.0
     mean["texture"] = jnp.full(len(classes), np.log(0.05), dtype)
     std["texture"] = 1.5
+    if sigma is not None and np.isfinite(sigma) and sigma > 0:
+        mean["sigma"] = jnp.asarray(np.log(sigma), dtype)
+        std["sigma"] = max(float(sigma_rel_std), _SIGMA_REL_FLOOR)
     return Prior(mean, std)
 
 
