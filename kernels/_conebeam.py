@@ -191,6 +191,8 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     Planes are swept in blocks of :data:`_BLOCK` so a block's intermediates stay in
     cache: per block, a gather of whole z-profiles (in-plane interpolation per
     column), then one gather of neighbour pairs per ray (interpolation along z).
+    Samples accumulate per plane slot of the block (an elementwise add that fuses
+    with the gather) and are summed over the slots once per view.
     """
     nz, ny, nx = vol_geom.shape
     n_blocks = -(-max(nx, ny) // _BLOCK)
@@ -214,10 +216,10 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
         pairs = jnp.stack([col[..., :-1], col[..., 1:]], -1).reshape(-1, 2)
         k, b = _pair_index(rows_of(t)[..., None] * vz + cz, nz)
         s = _take(pairs, offsets + k)  # (_BLOCK, n_u, n_v, 2)
-        return total + (s[..., 0] * (1 - b) + s[..., 1] * b).sum(axis=0)
+        return total + (s[..., 0] * (1 - b) + s[..., 1] * b)
 
-    zero = jnp.zeros((geom.n_u, geom.n_v), dtype)
-    total = jax.lax.fori_loop(0, n_blocks, block, zero)
+    zero = jnp.zeros((_BLOCK, geom.n_u, geom.n_v), dtype)
+    total = jax.lax.fori_loop(0, n_blocks, block, zero).sum(axis=0)
     return (total * step).T
 
 
