@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from jaxsim._cli_sequence import add_bssfp_arguments, bssfp_from_args
+
 OUTPUTS = ("report.json", "histograms.png")
 _H5 = (".h5", ".hdf5")
 _NII = (".nii", ".nii.gz")
@@ -61,34 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="voxel spacing in mm when the file stores none (HDF5); default "
         "10,1.5,1.5 for HDF5, the NIfTI header otherwise",
     )
-    p.add_argument(
-        "--field",
-        type=float,
-        default=1.5,
-        choices=(1.5, 3.0),
-        help="field in tesla for the tissue priors (default 1.5)",
-    )
-    p.add_argument(
-        "--tr",
-        type=float,
-        default=3.1,
-        metavar="MS",
-        help="repetition time in ms (default 3.1)",
-    )
-    p.add_argument(
-        "--te",
-        type=float,
-        default=None,
-        metavar="MS",
-        help="echo time in ms, in (0, TR] (default TR/2)",
-    )
-    p.add_argument(
-        "--flip",
-        type=float,
-        default=60.0,
-        metavar="DEG",
-        help="nominal flip angle in degrees, in (0, 180) (default 60)",
-    )
+    add_bssfp_arguments(p, field_help="field in tesla for the tissue priors")
     p.add_argument(
         "--fit-flip",
         action="store_true",
@@ -158,14 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from jaxsim.mr import BSSFPSequence
 
     classes = parse_label_spec(args.label_spec)
-    tr = args.tr * 1e-3
-    te = tr / 2 if args.te is None else args.te * 1e-3
-    if not args.tr > 0:
-        raise ValueError(f"--tr must be > 0 ms; got {args.tr}")
-    if not 0 < te <= tr:
-        raise ValueError(f"--te must lie in (0, TR={args.tr}] ms; got {te * 1e3:g}")
-    if not 0 < args.flip < 180:
-        raise ValueError(f"--flip must lie in (0, 180) degrees; got {args.flip}")
+    tr, te, flip = bssfp_from_args(args, allow_zero_flip=False)
     for name in ("restarts", "steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1; got {getattr(args, name)}")
@@ -176,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(f.name for f in existing)}; pass --force to overwrite"
         )
     image, labels, spacing = _read(args)
-    sequence = BSSFPSequence(tr=tr, te=te, flip=math.radians(args.flip))
+    sequence = BSSFPSequence(tr=tr, te=te, flip=flip)
     result = fit_histograms(
         image,
         labels,
@@ -205,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             "field_t": args.field,
             "tr_s": tr,
             "te_s": te,
-            "flip_rad": math.radians(args.flip),
+            "flip_rad": flip,
             "fit_flip": args.fit_flip,
             "restarts": args.restarts,
             "steps": args.steps,

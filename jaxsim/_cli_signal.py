@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
+
+from jaxsim._cli_sequence import add_bssfp_arguments, bssfp_from_args
 
 CARDIAC = ("lv_blood", "lv_myocardium", "fat", "liver", "muscle", "lung")
 OUTPUTS = ("signal_vs_flip.png", "signal_vs_offresonance.png", "signal.csv")
@@ -22,34 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "signal_vs_flip.png, signal_vs_offresonance.png and signal.csv to OUT."
         ),
     )
-    p.add_argument(
-        "--field",
-        type=float,
-        default=1.5,
-        choices=(1.5, 3.0),
-        help="main field in tesla (default 1.5)",
-    )
-    p.add_argument(
-        "--tr",
-        type=float,
-        default=3.1,
-        metavar="MS",
-        help="repetition time in ms (default 3.1)",
-    )
-    p.add_argument(
-        "--te",
-        type=float,
-        default=None,
-        metavar="MS",
-        help="echo time in ms, in (0, TR] (default TR/2)",
-    )
-    p.add_argument(
-        "--flip",
-        type=float,
-        default=60.0,
-        metavar="DEG",
-        help="flip angle in degrees, in [0, 180] (default 60)",
-    )
+    add_bssfp_arguments(p, field_help="main field in tesla")
     p.add_argument(
         "--out",
         type=Path,
@@ -81,16 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from jaxsim.mr import default_tissue_properties
     from jaxsim.phantoms import TISSUES
 
-    tr = args.tr * 1e-3
-    te = tr / 2 if args.te is None else args.te * 1e-3
-    if not args.tr > 0:
-        raise ValueError(f"--tr must be > 0 ms; got {args.tr}")
-    if not 0 < te <= tr:
-        raise ValueError(f"--te must lie in (0, TR={args.tr}] ms; got {te * 1e3:g}")
-    if not 0 <= args.flip <= 180:
-        raise ValueError(f"--flip must lie in [0, 180] degrees; got {args.flip}")
+    tr, te, flip = bssfp_from_args(args)
     _check_outputs(args.out, args.force)
-    flip = math.radians(args.flip)
     props = default_tissue_properties(args.field)
     signal = np.asarray(bssfp_signal(props.pd, props.t1, props.t2, tr, te, flip))
 
