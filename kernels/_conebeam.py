@@ -48,24 +48,37 @@ def default_chunk(vol_geom: VolumeGeometry, geom: ConeBeamGeometry) -> int:
     one block of planes) is below 1M elements.
     """
     nz = vol_geom.shape[0]
-    per_view = 2 * _BLOCK * geom.n_u * max(nz + 2, geom.n_v)
+    per_view = 2 * _BLOCK * geom.n_u * max(_profile_length(nz), geom.n_v)
     return int(max(1, min(geom.n_angles, _CHUNK_ELEMENTS // per_view)))
 
 
+def _profile_length(nz: int) -> int:
+    """Padded length of a z-profile: one zero in front, at least two behind.
+
+    Rounded up to a multiple of 16 floats so that whole profiles are copied with
+    aligned vector loads.
+    """
+    return -(-(nz + 3) // 16) * 16
+
+
 def _plane_stack(volume: jax.Array) -> jax.Array:
-    """Rows ``(2 * n * (n + 2), nz)``: z-profiles of x-planes then of y-planes.
+    """Rows ``(2 * n * (n + 2), L)``: z-profiles of x-planes then of y-planes.
 
     Plane set 0 is indexed ``[i, 1 + j]`` (planes of constant x), set 1 ``[j, 1 + i]``
     (planes of constant y); each in-plane axis has one zero row on either side and
-    both are padded to ``n = max(nx, ny)`` so one gather serves both.
+    both are padded to ``n = max(nx, ny)`` so one gather serves both. Each profile
+    is padded along z to ``L =`` :func:`_profile_length` with one zero in front,
+    so padded entry ``k`` holds slice ``k - 1``.
     """
     nz, ny, nx = volume.shape
     n = max(nx, ny)
+    length = _profile_length(nz)
     a = jnp.transpose(volume, (2, 1, 0))  # (nx, ny, nz)
     b = jnp.transpose(volume, (1, 2, 0))  # (ny, nx, nz)
-    a = jnp.pad(a, ((0, n - nx), (1, n + 1 - ny), (0, 0)))
-    b = jnp.pad(b, ((0, n - ny), (1, n + 1 - nx), (0, 0)))
-    return jnp.stack([a, b]).reshape(2 * n * (n + 2), nz)
+    z_pad = (1, length - nz - 1)
+    a = jnp.pad(a, ((0, n - nx), (1, n + 1 - ny), z_pad))
+    b = jnp.pad(b, ((0, n - ny), (1, n + 1 - nx), z_pad))
+    return jnp.stack([a, b]).reshape(2 * n * (n + 2), length)
 
 
 def _lerp_index(position, count):
@@ -79,22 +92,38 @@ def _lerp_index(position, count):
 
 
 def _pair_index(position, count):
-    """Pair index and weight of a continuous index into a profile of ``count``.
+    """Index and weight of a continuous index into a padded profile of ``count``.
 
-    The profile is padded with one zero in front and two behind, and pair ``k`` holds
-    padded entries ``(k, k + 1)``: the sample is ``pair[k] . (1 - w, w)``, zero
-    outside ``[-1, count]``.
+    The padded profile (see :func:`_plane_stack`) has one zero in front and at
+    least two behind; the sample is ``p[k] * (1 - w) + p[k + 1] * w``, zero outside
+    ``[-1, count]``.
 
     Args:
         position: continuous index (0 is the first sample), any shape.
         count: profile length (static).
 
     Returns:
-        int32 pair indices in ``[0, count + 1]`` and float weights in ``[0, 1)``.
+        int32 indices in ``[0, count + 1]`` and float weights in ``[0, 1)``.
     """
     position = jnp.clip(position, -1.0, float(count))
     lower = jnp.floor(position)
     return lower.astype(jnp.int32) + 1, position - lower
+
+
+def _take_pairs(flat, indices):
+    """``flat[indices]`` and ``flat[indices + 1]`` stacked last, indices in bounds."""
+    dims = jax.lax.GatherDimensionNumbers(
+        offset_dims=(indices.ndim,),
+        collapsed_slice_dims=(),
+        start_index_map=(0,),
+    )
+    return jax.lax.gather(
+        flat,
+        indices[..., None],
+        dims,
+        (2,),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
 
 
 def _take(array, indices):
@@ -128,6 +157,23 @@ def _scatter_add(array, indices, updates):
     )
     return jax.lax.scatter_add(
         array,
+        indices[..., None],
+        updates,
+        dims,
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+def _scatter_add_pairs(flat, indices, updates):
+    """Transpose of :func:`_take_pairs`: add ``updates[..., 0]`` at ``indices`` and
+    ``updates[..., 1]`` at ``indices + 1`` of ``flat``."""
+    dims = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=(indices.ndim,),
+        inserted_window_dims=(),
+        scatter_dims_to_operand_dims=(0,),
+    )
+    return jax.lax.scatter_add(
+        flat,
         indices[..., None],
         updates,
         dims,
@@ -191,36 +237,45 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     Planes are swept in blocks of :data:`_BLOCK` so a block's intermediates stay in
     cache: per block, a gather of whole z-profiles (in-plane interpolation per
     column), then one gather of neighbour pairs per ray (interpolation along z).
-    Samples accumulate per plane slot of the block (an elementwise add that fuses
-    with the gather) and are summed over the slots once per view.
+    The loop is software-pipelined: iteration ``j`` interpolates the profiles of
+    block ``j`` and samples those of block ``j - 1``, which it receives through the
+    loop carry. That keeps the profiles a materialised array; otherwise XLA fuses
+    their computation into the per-ray gather and redoes it for every ray.
+    Samples accumulate per plane slot of the block and are summed once per view.
     """
     nz, ny, nx = vol_geom.shape
     n_blocks = -(-max(nx, ny) // _BLOCK)
     dtype = rows.dtype
+    length = rows.shape[1]
     sz = jnp.asarray(vol_geom.spacing[0], dtype)
     oz = jnp.asarray(vol_geom.offset[2], dtype)
     i0, i1, a, t, step = _view_rays(
         cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
     )
     vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz  # z index = t * vz + cz
-    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * (nz + 2)
+    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * length
     offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
 
-    def block(j, total):
-        def rows_of(x):
-            return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+    def block_of(x, j):
+        return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
 
-        w = rows_of(a)[..., None]
-        col = _take(rows, rows_of(i0)) * (1 - w) + _take(rows, rows_of(i1)) * w
-        col = jnp.pad(col, ((0, 0), (0, 0), (1, 2)))  # (_BLOCK, n_u, nz + 3)
-        pairs = jnp.stack([col[..., :-1], col[..., 1:]], -1).reshape(-1, 2)
-        k, b = _pair_index(rows_of(t)[..., None] * vz + cz, nz)
-        s = _take(pairs, offsets + k)  # (_BLOCK, n_u, n_v, 2)
-        return total + (s[..., 0] * (1 - b) + s[..., 1] * b)
+    def profiles(j):  # (_BLOCK, n_u, length)
+        w = block_of(a, j)[..., None]
+        return _take(rows, block_of(i0, j)) * (1 - w) + _take(rows, block_of(i1, j)) * w
+
+    def samples(j, col):  # (_BLOCK, n_u, n_v)
+        k, b = _pair_index(block_of(t, j)[..., None] * vz + cz, nz)
+        s = _take_pairs(col.reshape(-1), offsets + k)
+        return s[..., 0] * (1 - b) + s[..., 1] * b
+
+    def block(j, carry):
+        total, col = carry
+        total = total + samples(j - 1, col)
+        return total, profiles(jnp.minimum(j, n_blocks - 1))
 
     zero = jnp.zeros((_BLOCK, geom.n_u, geom.n_v), dtype)
-    total = jax.lax.fori_loop(0, n_blocks, block, zero).sum(axis=0)
-    return (total * step).T
+    total, _ = jax.lax.fori_loop(1, n_blocks + 1, block, (zero, profiles(0)))
+    return (total.sum(axis=0) * step).T
 
 
 def _project_impl(volume, vol_geom, geom, chunk):
@@ -242,10 +297,12 @@ def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
 
     The exact transpose of the projection, written out so each block scatters
     straight into the carried plane stack: the pair gather becomes a scatter-add into
-    a block of padded z-profiles, the profile gathers become row scatter-adds.
+    a block of padded z-profiles, the profile gathers become row scatter-adds. The
+    loop is pipelined like the projector's: iteration ``j`` scatters the rays into
+    the profiles of block ``j`` and adds those of block ``j - 1`` to ``acc``.
 
     Args:
-        acc: plane stack ``(2 * n * (n + 2), nz)`` to add to (see
+        acc: plane stack ``(2 * n * (n + 2), L)`` to add to (see
             :func:`_plane_stack`).
         view: one view's projections ``(n_v, n_u)``.
         cos_t, sin_t, vol_geom, geom, u_det, v_det: as :func:`_view_rays`.
@@ -256,32 +313,39 @@ def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     nz, ny, nx = vol_geom.shape
     n_blocks = -(-max(nx, ny) // _BLOCK)
     dtype = view.dtype
+    length = acc.shape[1]
     sz = jnp.asarray(vol_geom.spacing[0], dtype)
     oz = jnp.asarray(vol_geom.offset[2], dtype)
     i0, i1, a, t, step = _view_rays(
         cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
     )
     vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz
-    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * (nz + 2)
+    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * length
     offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
     weighted = view.T * step  # (n_u, n_v)
-    pairs_zero = jnp.zeros((_BLOCK * geom.n_u * (nz + 2), 2), dtype)
+    col_zero = jnp.zeros((_BLOCK * geom.n_u * length,), dtype)
 
-    def block(j, acc):
-        def rows_of(x):
-            return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+    def block_of(x, j):
+        return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
 
-        k, b = _pair_index(rows_of(t)[..., None] * vz + cz, nz)
-        pairs = _scatter_add(
-            pairs_zero, offsets + k, jnp.stack([weighted * (1 - b), weighted * b], -1)
-        )
-        pairs = pairs.reshape(_BLOCK, geom.n_u, nz + 2, 2)
-        col = pairs[..., 1:-1, 0] + pairs[..., :-2, 1]  # padded entries 1 .. nz
-        w = rows_of(a)[..., None]
-        acc = _scatter_add(acc, rows_of(i0), col * (1 - w))
-        return _scatter_add(acc, rows_of(i1), col * w)
+    def profiles(j):  # transpose of the pair gather: (_BLOCK, n_u, length)
+        k, b = _pair_index(block_of(t, j)[..., None] * vz + cz, nz)
+        pairs = jnp.stack([weighted * (1 - b), weighted * b], -1)
+        col = _scatter_add_pairs(col_zero, offsets + k, pairs)
+        return col.reshape(_BLOCK, geom.n_u, length)
 
-    return jax.lax.fori_loop(0, n_blocks, block, acc)
+    def add_rows(j, acc, col):  # transpose of the profile gathers
+        w = block_of(a, j)[..., None]
+        acc = _scatter_add(acc, block_of(i0, j), col * (1 - w))
+        return _scatter_add(acc, block_of(i1, j), col * w)
+
+    def block(j, carry):
+        acc, col = carry
+        acc = add_rows(j - 1, acc, col)
+        return acc, profiles(jnp.minimum(j, n_blocks - 1))
+
+    acc, _ = jax.lax.fori_loop(1, n_blocks + 1, block, (acc, profiles(0)))
+    return acc
 
 
 def _backproject_impl(projections, vol_geom, geom, chunk):
@@ -304,7 +368,7 @@ def _backproject_impl(projections, vol_geom, geom, chunk):
         )
         return acc, None
 
-    init = jnp.zeros((2 * n * (n + 2), nz), dtype)
+    init = jnp.zeros((2 * n * (n + 2), _profile_length(nz)), dtype)
     rows, _ = jax.lax.scan(step, init, (angles, projections))
     volume = jax.ShapeDtypeStruct(vol_geom.shape, dtype)
     return jax.linear_transpose(_plane_stack, volume)(rows)[0]
