@@ -17,7 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import is_concrete
-from ._conebeam import _lerp_index, detector_coordinates
+from ._conebeam import (
+    _lerp_index,
+    _pair_index,
+    _profile_length,
+    _take_pairs,
+    detector_coordinates,
+)
 from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_fits
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
@@ -118,28 +124,55 @@ def _filter_projections(projections, geom, filter, short):
     return jnp.fft.irfft(spectrum, n=size, axis=-1)[..., : geom.n_u]
 
 
-def _backproject_view(volume, view, cos_t, sin_t, vol_geom, geom):
-    """Add one filtered view ``(n_v, n_u)`` to ``volume`` laid out ``(ny, nx, nz)``."""
+def _voxel_detector(cos_t, sin_t, vol_geom, geom, dtype):
+    """Where the voxel columns of one view land on the detector.
+
+    Returns:
+        ``(c0, c1, a, mag, weight)``: padded detector columns ``(ny, nx)`` either
+        side of each voxel column's ``u`` and the weight of ``c1``; the
+        magnification ``dsd / U`` ``(ny, nx)``; the distance weight
+        ``(dso / U)^2`` ``(ny, nx)``.
+    """
     nz, ny, nx = vol_geom.shape
-    dtype = view.dtype
-    sz, sy, sx = (jnp.asarray(s, dtype) for s in vol_geom.spacing)
-    ox, oy, oz = (jnp.asarray(o, dtype) for o in vol_geom.offset)
+    _, sy, sx = (jnp.asarray(s, dtype) for s in vol_geom.spacing)
+    ox, oy, _ = (jnp.asarray(o, dtype) for o in vol_geom.offset)
     x = (jnp.arange(nx, dtype=dtype) - (nx - 1) / 2) * sx + ox
     y = (jnp.arange(ny, dtype=dtype) - (ny - 1) / 2) * sy + oy
-    z = (jnp.arange(nz, dtype=dtype) - (nz - 1) / 2) * sz + oz
     depth = geom.dso - (x[None, :] * cos_t + y[:, None] * sin_t)  # U, (ny, nx)
     mag = geom.dsd / depth
     u = (y[:, None] * cos_t - x[None, :] * sin_t) * mag
     iu = (u - geom.offset_u) / geom.du + (geom.n_u - 1) / 2
     c0, c1, a = _lerp_index(iu, geom.n_u)
-    columns = jnp.pad(view.T, ((1, 1), (1, 1)))  # (n_u + 2, n_v + 2)
-    prof = columns[c0] * (1 - a)[..., None] + columns[c1] * a[..., None]
-    prof = jax.lax.optimization_barrier(prof.reshape(-1))  # (ny*nx*(n_v+2),)
+    return c0, c1, a, mag, (geom.dso / depth) ** 2
+
+
+def _view_profiles(view, cos_t, sin_t, vol_geom, geom):
+    """Detector columns interpolated at each voxel column's ``u``: ``(ny, nx, L)``.
+
+    Each profile runs along ``v`` with one zero in front and at least two behind
+    (``L`` = :func:`_profile_length` of ``n_v``), the layout :func:`_pair_index`
+    expects.
+    """
+    length = _profile_length(geom.n_v)
+    c0, c1, a, _, _ = _voxel_detector(cos_t, sin_t, vol_geom, geom, view.dtype)
+    columns = jnp.pad(view.T, ((1, 1), (1, length - geom.n_v - 1)))  # (n_u + 2, L)
+    a = a[..., None]
+    return columns[c0] * (1 - a) + columns[c1] * a
+
+
+def _add_view(volume, prof, cos_t, sin_t, vol_geom, geom):
+    """Add one view's profiles ``(ny, nx, L)`` to ``volume`` ``(ny, nx, nz)``."""
+    nz, ny, nx = vol_geom.shape
+    dtype = volume.dtype
+    sz = jnp.asarray(vol_geom.spacing[0], dtype)
+    oz = jnp.asarray(vol_geom.offset[2], dtype)
+    z = (jnp.arange(nz, dtype=dtype) - (nz - 1) / 2) * sz + oz
+    _, _, _, mag, weight = _voxel_detector(cos_t, sin_t, vol_geom, geom, dtype)
     iv = (z * mag[..., None] - geom.offset_v) / geom.dv + (geom.n_v - 1) / 2
-    k0, k1, b = _lerp_index(iv, geom.n_v)
-    base = (jnp.arange(ny * nx, dtype=jnp.int32) * (geom.n_v + 2)).reshape(ny, nx, 1)
-    samples = prof[base + k0] * (1 - b) + prof[base + k1] * b
-    return volume + samples * ((geom.dso / depth) ** 2)[..., None]
+    k, b = _pair_index(iv, geom.n_v)
+    base = jnp.arange(ny * nx, dtype=jnp.int32).reshape(ny, nx, 1) * prof.shape[-1]
+    s = _take_pairs(prof.reshape(-1), base + k)
+    return volume + (s[..., 0] * (1 - b) + s[..., 1] * b) * weight[..., None]
 
 
 def fdk(
@@ -192,13 +225,23 @@ def _fdk_jit(projections, vol_geom, geom, filter, short):
     angles = jnp.asarray(geom.angles, projections.dtype)
     nz, ny, nx = vol_geom.shape
 
-    def step(volume, item):
+    # Pipelined over views: step i interpolates the columns of view i and samples
+    # those of view i - 1, received through the carry. That keeps the profiles a
+    # materialised array; otherwise XLA fuses their interpolation into the
+    # per-voxel gather and redoes it for every voxel.
+    def profiles(view, angle):
+        return _view_profiles(view, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
+
+    def step(carry, item):
+        volume, prof, angle_prev = carry
         view, angle = item
-        view_sum = _backproject_view(
-            volume, view, jnp.cos(angle), jnp.sin(angle), vol_geom, geom
+        volume = _add_view(
+            volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
         )
-        return view_sum, None
+        return (volume, profiles(view, angle), angle), None
 
     init = jnp.zeros((ny, nx, nz), projections.dtype)
-    volume, _ = jax.lax.scan(step, init, (filtered, angles))
+    carry = (init, profiles(filtered[0], angles[0]), angles[0])
+    (volume, prof, angle), _ = jax.lax.scan(step, carry, (filtered[1:], angles[1:]))
+    volume = _add_view(volume, prof, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
     return jnp.transpose(volume, (2, 0, 1))
