@@ -270,11 +270,11 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
 
     def block(j, carry):
         total, col = carry
-        total = total + samples(j - 1, col)
-        return total, profiles(jnp.minimum(j, n_blocks - 1))
+        return total + samples(j - 1, col), profiles(j)
 
     zero = jnp.zeros((_BLOCK, geom.n_u, geom.n_v), dtype)
-    total, _ = jax.lax.fori_loop(1, n_blocks + 1, block, (zero, profiles(0)))
+    total, col = jax.lax.fori_loop(1, n_blocks, block, (zero, profiles(0)))
+    total = total + samples(n_blocks - 1, col)
     return (total.sum(axis=0) * step).T
 
 
@@ -341,11 +341,10 @@ def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
 
     def block(j, carry):
         acc, col = carry
-        acc = add_rows(j - 1, acc, col)
-        return acc, profiles(jnp.minimum(j, n_blocks - 1))
+        return add_rows(j - 1, acc, col), profiles(j)
 
-    acc, _ = jax.lax.fori_loop(1, n_blocks + 1, block, (acc, profiles(0)))
-    return acc
+    acc, col = jax.lax.fori_loop(1, n_blocks, block, (acc, profiles(0)))
+    return add_rows(n_blocks - 1, acc, col)
 
 
 def _backproject_impl(projections, vol_geom, geom, chunk):
