@@ -164,17 +164,25 @@ def _scatter_add(array, indices, updates):
     )
 
 
-def _scatter_add_pairs(flat, indices, updates):
-    """Transpose of :func:`_take_pairs`: add ``updates[..., 0]`` at ``indices`` and
-    ``updates[..., 1]`` at ``indices + 1`` of ``flat``."""
+def _scatter_add_pairs(profiles, index, updates):
+    """Transpose of the pair gather: add pairs of values to pairs of entries.
+
+    Args:
+        profiles: ``(P, L)`` array to add to.
+        index: int ``(..., 2)``: profile and entry ``k``, in bounds with ``k + 1``.
+        updates: ``(..., 2)``: the values added at entries ``k`` and ``k + 1``.
+
+    Returns:
+        ``profiles`` with the updates added, same shape.
+    """
     dims = jax.lax.ScatterDimensionNumbers(
-        update_window_dims=(indices.ndim,),
-        inserted_window_dims=(),
-        scatter_dims_to_operand_dims=(0,),
+        update_window_dims=(index.ndim - 1,),
+        inserted_window_dims=(0,),
+        scatter_dims_to_operand_dims=(0, 1),
     )
     return jax.lax.scatter_add(
-        flat,
-        indices[..., None],
+        profiles,
+        index,
         updates,
         dims,
         mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
@@ -320,18 +328,22 @@ def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
         cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
     )
     vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz
-    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * length
-    offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
     weighted = view.T * step  # (n_u, n_v)
-    col_zero = jnp.zeros((_BLOCK * geom.n_u * length,), dtype)
+    col_zero = jnp.zeros((_BLOCK * geom.n_u, length), dtype)
+    profile_id = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32)
+    profile_id = jnp.broadcast_to(
+        profile_id.reshape(_BLOCK, geom.n_u, 1), (_BLOCK, geom.n_u, geom.n_v)
+    )
+    first = jnp.arange(2) == 0
 
     def block_of(x, j):
         return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
 
     def profiles(j):  # transpose of the pair gather: (_BLOCK, n_u, length)
         k, b = _pair_index(block_of(t, j)[..., None] * vz + cz, nz)
-        pairs = jnp.stack([weighted * (1 - b), weighted * b], -1)
-        col = _scatter_add_pairs(col_zero, offsets + k, pairs)
+        pairs = weighted[..., None] * jnp.where(first, 1 - b[..., None], b[..., None])
+        index = jnp.stack([profile_id, k], -1)
+        col = _scatter_add_pairs(col_zero, index, pairs)
         return col.reshape(_BLOCK, geom.n_u, length)
 
     def add_rows(j, acc, col):  # transpose of the profile gathers
