@@ -20,6 +20,7 @@ accumulator, so memory stays bounded.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -29,8 +30,9 @@ from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_f
 
 # Elements of the largest per-chunk intermediate (views x columns x planes x rows).
 _CHUNK_ELEMENTS = 1 << 20
-# Planes swept per step of a view's loop (a block's gathers stay in cache).
-_BLOCK = 16
+# Elements of one block of interpolated profiles (planes x columns x L): ~1 MiB of
+# float32, so a block's gathers work in cache.
+_BLOCK_ELEMENTS = 1 << 18
 
 
 def detector_coordinates(geom: ConeBeamGeometry, dtype) -> tuple[jax.Array, jax.Array]:
@@ -48,8 +50,17 @@ def default_chunk(vol_geom: VolumeGeometry, geom: ConeBeamGeometry) -> int:
     one block of planes) is below 1M elements.
     """
     nz = vol_geom.shape[0]
-    per_view = 2 * _BLOCK * geom.n_u * max(_profile_length(nz), geom.n_v)
+    block = _block_size(geom.n_u, _profile_length(nz))
+    per_view = 2 * block * geom.n_u * max(_profile_length(nz), geom.n_v)
     return int(max(1, min(geom.n_angles, _CHUNK_ELEMENTS // per_view)))
+
+
+def _block_size(n_u: int, length: int) -> int:
+    """Planes per block of a view's sweep: a power of two in ``[2, 16]`` that keeps
+    a block of profiles (``planes x n_u x length``) near :data:`_BLOCK_ELEMENTS`.
+    """
+    ideal = _BLOCK_ELEMENTS / (n_u * length)
+    return int(min(16, max(2, 2 ** round(math.log2(ideal)))))
 
 
 def _profile_length(nz: int) -> int:
@@ -242,7 +253,7 @@ def _view_rays(cos_t, sin_t, vol_geom, geom, u_det, v_det, n_planes):
 def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     """Line integrals ``(n_v, n_u)`` of one view from the plane stack ``rows``.
 
-    Planes are swept in blocks of :data:`_BLOCK` so a block's intermediates stay in
+    Planes are swept in blocks (:func:`_block_size`) so a block's intermediates stay in
     cache: per block, a gather of whole z-profiles (in-plane interpolation per
     column), then one gather of neighbour pairs per ray (interpolation along z).
     The loop is software-pipelined: iteration ``j`` interpolates the profiles of
@@ -252,36 +263,37 @@ def _project_view(rows, cos_t, sin_t, vol_geom, geom, u_det, v_det):
     Samples accumulate per plane slot of the block and are summed once per view.
     """
     nz, ny, nx = vol_geom.shape
-    n_blocks = -(-max(nx, ny) // _BLOCK)
     dtype = rows.dtype
     length = rows.shape[1]
+    size = _block_size(geom.n_u, length)
+    n_blocks = -(-max(nx, ny) // size)
     sz = jnp.asarray(vol_geom.spacing[0], dtype)
     oz = jnp.asarray(vol_geom.offset[2], dtype)
     i0, i1, a, t, step = _view_rays(
-        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
+        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * size
     )
     vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz  # z index = t * vz + cz
-    offsets = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32) * length
-    offsets = offsets.reshape(_BLOCK, geom.n_u, 1)
+    offsets = jnp.arange(size * geom.n_u, dtype=jnp.int32) * length
+    offsets = offsets.reshape(size, geom.n_u, 1)
 
     def block_of(x, j):
-        return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+        return jax.lax.dynamic_slice_in_dim(x, j * size, size, 0)
 
-    def profiles(j):  # (_BLOCK, n_u, length)
+    def profiles(j):  # (size, n_u, length)
         w = block_of(a, j)[..., None]
         return _take(rows, block_of(i0, j)) * (1 - w) + _take(rows, block_of(i1, j)) * w
 
-    def samples(j, col):  # (_BLOCK, n_u, n_v)
+    def samples(j, col):  # (size, n_u, n_v)
         k, b = _pair_index(block_of(t, j)[..., None] * vz + cz, nz)
         s = _take_pairs(col.reshape(-1), offsets + k)
         return s[..., 0] * (1 - b) + s[..., 1] * b
 
-    def block(j, carry):
+    def step_block(j, carry):
         total, col = carry
         return total + samples(j - 1, col), profiles(j)
 
-    zero = jnp.zeros((_BLOCK, geom.n_u, geom.n_v), dtype)
-    total, col = jax.lax.fori_loop(1, n_blocks, block, (zero, profiles(0)))
+    zero = jnp.zeros((size, geom.n_u, geom.n_v), dtype)
+    total, col = jax.lax.fori_loop(1, n_blocks, step_block, (zero, profiles(0)))
     total = total + samples(n_blocks - 1, col)
     return (total.sum(axis=0) * step).T
 
@@ -319,43 +331,44 @@ def _backproject_view(acc, view, cos_t, sin_t, vol_geom, geom, u_det, v_det):
         ``acc`` plus the view's backprojection, same shape.
     """
     nz, ny, nx = vol_geom.shape
-    n_blocks = -(-max(nx, ny) // _BLOCK)
     dtype = view.dtype
     length = acc.shape[1]
+    size = _block_size(geom.n_u, length)
+    n_blocks = -(-max(nx, ny) // size)
     sz = jnp.asarray(vol_geom.spacing[0], dtype)
     oz = jnp.asarray(vol_geom.offset[2], dtype)
     i0, i1, a, t, step = _view_rays(
-        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * _BLOCK
+        cos_t, sin_t, vol_geom, geom, u_det, v_det, n_blocks * size
     )
     vz, cz = v_det / sz, (nz - 1) / 2 - oz / sz
     weighted = view.T * step  # (n_u, n_v)
-    col_zero = jnp.zeros((_BLOCK * geom.n_u, length), dtype)
-    profile_id = jnp.arange(_BLOCK * geom.n_u, dtype=jnp.int32)
+    col_zero = jnp.zeros((size * geom.n_u, length), dtype)
+    profile_id = jnp.arange(size * geom.n_u, dtype=jnp.int32)
     profile_id = jnp.broadcast_to(
-        profile_id.reshape(_BLOCK, geom.n_u, 1), (_BLOCK, geom.n_u, geom.n_v)
+        profile_id.reshape(size, geom.n_u, 1), (size, geom.n_u, geom.n_v)
     )
     first = jnp.arange(2) == 0
 
     def block_of(x, j):
-        return jax.lax.dynamic_slice_in_dim(x, j * _BLOCK, _BLOCK, 0)
+        return jax.lax.dynamic_slice_in_dim(x, j * size, size, 0)
 
-    def profiles(j):  # transpose of the pair gather: (_BLOCK, n_u, length)
+    def profiles(j):  # transpose of the pair gather: (size, n_u, length)
         k, b = _pair_index(block_of(t, j)[..., None] * vz + cz, nz)
         pairs = weighted[..., None] * jnp.where(first, 1 - b[..., None], b[..., None])
         index = jnp.stack([profile_id, k], -1)
         col = _scatter_add_pairs(col_zero, index, pairs)
-        return col.reshape(_BLOCK, geom.n_u, length)
+        return col.reshape(size, geom.n_u, length)
 
     def add_rows(j, acc, col):  # transpose of the profile gathers
         w = block_of(a, j)[..., None]
         acc = _scatter_add(acc, block_of(i0, j), col * (1 - w))
         return _scatter_add(acc, block_of(i1, j), col * w)
 
-    def block(j, carry):
+    def step_block(j, carry):
         acc, col = carry
         return add_rows(j - 1, acc, col), profiles(j)
 
-    acc, col = jax.lax.fori_loop(1, n_blocks, block, (acc, profiles(0)))
+    acc, col = jax.lax.fori_loop(1, n_blocks, step_block, (acc, profiles(0)))
     return add_rows(n_blocks - 1, acc, col)
 
 
