@@ -254,6 +254,9 @@ def main() -> None:
         rel = np.abs(proj[long] - rtk_proj[long]) / rtk_proj[long]
         inner = vol > 0
         result["rtk"] = rtk_times
+        result["speedup_vs_rtk"] = {
+            k: rtk_times[k] / rows[k][1] for k in ("forward", "backproject", "fdk")
+        }
         result["agreement"] = dict(
             projection_rel_l2=float(
                 np.linalg.norm(proj - rtk_proj) / np.linalg.norm(rtk_proj)
@@ -283,10 +286,14 @@ def main() -> None:
             **json.loads(out.stdout.strip().splitlines()[-1]),
         )
         out_path.write_text(json.dumps(result, indent=1))
-    print(f"{'operation':26s} {'jaxsim s':>9s} {'1st call':>9s} {'RTK s':>7s}")
+    header = f"{'operation':26s} {'jaxsim s':>9s} {'1st call':>9s} {'RTK s':>7s}"
+    print(header + f" {'RTK/jaxsim':>10s}")
     for name, (c, s) in rows.items():
         key = name if name in ("forward", "backproject", "fdk") else None
-        peer = f"{result['rtk'][key]:7.2f}" if "rtk" in result and key else "      -"
+        if "rtk" in result and key:
+            peer = f"{result['rtk'][key]:7.2f} {result['rtk'][key] / s:10.2f}"
+        else:
+            peer = f"{'-':>7s} {'-':>10s}"
         print(f"{name:26s} {s:9.2f} {c:9.2f} {peer}")
     if "agreement" in result:
         print("agreement with RTK:", json.dumps(result["agreement"]))

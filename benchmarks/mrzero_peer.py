@@ -47,8 +47,13 @@ TISSUES = (
     ("fat", 0.70, 0.343, 0.058),
     ("liver", 0.90, 0.586, 0.046),
 )
-DEFAULTS = {"tr": 3.1e-3, "te": 1.55e-3, "flip": math.radians(60.0), "fov_mm": 200.0,
-            "n_dummy": 1600}
+DEFAULTS = {
+    "tr": 3.1e-3,
+    "te": 1.55e-3,
+    "flip": math.radians(60.0),
+    "fov_mm": 200.0,
+    "n_dummy": 1600,
+}
 
 
 def make_input(path: str, n: int = 64) -> None:
@@ -59,19 +64,27 @@ def make_input(path: str, n: int = 64) -> None:
     u = n / 64  # layout below is in units of a 64-voxel grid
 
     def box(x0, x1, y0, y1, value):
-        labels[round(x0 * u):round(x1 * u), round(y0 * u):round(y1 * u)] = value
+        labels[round(x0 * u) : round(x1 * u), round(y0 * u) : round(y1 * u)] = value
 
-    box(4, 60, 4, 60, 3)      # fat frame (outer rectangle) ...
-    box(12, 52, 12, 52, 0)    # ... with an empty interior
-    box(14, 50, 14, 26, 4)    # liver block
-    box(18, 46, 30, 50, 2)    # myocardium (square ring around the pool)
-    box(24, 40, 36, 44, 1)    # blood pool
-    pd = np.zeros((n, n)); t1 = np.ones((n, n)); t2 = np.ones((n, n))
+    box(4, 60, 4, 60, 3)  # fat frame (outer rectangle) ...
+    box(12, 52, 12, 52, 0)  # ... with an empty interior
+    box(14, 50, 14, 26, 4)  # liver block
+    box(18, 46, 30, 50, 2)  # myocardium (square ring around the pool)
+    box(24, 40, 36, 44, 1)  # blood pool
+    pd = np.zeros((n, n))
+    t1 = np.ones((n, n))
+    t2 = np.ones((n, n))
     for i, (_, p, a, b) in enumerate(TISSUES, start=1):
         pd[labels == i], t1[labels == i], t2[labels == i] = p, a, b
-    np.savez(path, pd=pd, t1=t1, t2=t2, labels=labels,
-             label_names=np.array(["background"] + [t[0] for t in TISSUES]),
-             **{k: np.float64(v) for k, v in DEFAULTS.items()})
+    np.savez(
+        path,
+        pd=pd,
+        t1=t1,
+        t2=t2,
+        labels=labels,
+        label_names=np.array(["background"] + [t[0] for t in TISSUES]),
+        **{k: np.float64(v) for k, v in DEFAULTS.items()},
+    )
     print(f"wrote {path}: {n}x{n} phantom, tissues {[t[0] for t in TISSUES]}")
 
 
@@ -87,16 +100,26 @@ def exact_bssfp(pd, t1, t2, tr, te, flip):
 
 
 def bloch_centre_line(pd, t1, t2, tr, te, flip, n_pulses):
-    """|M_xy| at TE after the n-th alpha pulse of this exact sequence (hard pulses, B0 = 0).
+    """|M_xy| at TE after the n-th alpha pulse of this sequence (hard pulses, B0 = 0).
 
     Discrete Bloch recursion of the alpha/2 - TR/2 prep and the alternating train:
     the transient reference for the k-space centre line (scalars only).
     """
+
     def rot(angle, phase, m):  # rotation about (cos phase, sin phase, 0)
-        c, s, ux, uy = math.cos(angle), math.sin(angle), math.cos(phase), math.sin(phase)
-        r = np.array([[c + ux * ux * (1 - c), ux * uy * (1 - c), uy * s],
-                      [ux * uy * (1 - c), c + uy * uy * (1 - c), -ux * s],
-                      [-uy * s, ux * s, c]])
+        c, s, ux, uy = (
+            math.cos(angle),
+            math.sin(angle),
+            math.cos(phase),
+            math.sin(phase),
+        )
+        r = np.array(
+            [
+                [c + ux * ux * (1 - c), ux * uy * (1 - c), uy * s],
+                [ux * uy * (1 - c), c + uy * uy * (1 - c), -ux * s],
+                [-uy * s, ux * s, c],
+            ]
+        )
         return r @ m
 
     def relax(m, t):
@@ -112,7 +135,7 @@ def bloch_centre_line(pd, t1, t2, tr, te, flip, n_pulses):
 
 def build_sequence(mr0, torch, nx, ny, tr, te, flip, n_dummy, dwell):
     """The balanced Cartesian bSSFP sequence described in the module docstring."""
-    t_pre = te - (nx // 2 + 1) * dwell   # prephaser: k-centre sample exactly at TE
+    t_pre = te - (nx // 2 + 1) * dwell  # prephaser: k-centre sample exactly at TE
     t_rew = tr - te - (nx // 2 - 1) * dwell
     if t_pre <= 0 or t_rew <= 0:
         raise ValueError(f"dwell {dwell} s too long for TR {tr} s / TE {te} s")
@@ -138,14 +161,14 @@ def build_sequence(mr0, torch, nx, ny, tr, te, flip, n_dummy, dwell):
         ky = 0.0 if line is None else float(line)
         rep.event_time[0] = t_pre
         rep.gradm[0, 0], rep.gradm[0, 1] = -(nx // 2) - 1.0, ky
-        rep.event_time[1:n_read + 1] = nx * dwell / n_read
-        rep.gradm[1:n_read + 1, 0] = nx / n_read
+        rep.event_time[1 : n_read + 1] = nx * dwell / n_read
+        rep.gradm[1 : n_read + 1, 0] = nx / n_read
         rep.event_time[-1] = t_rew
         rep.gradm[-1, 0], rep.gradm[-1, 1] = -(nx - nx // 2 - 1.0), -ky
         if line is not None:
-            rep.adc_usage[1:nx + 1] = 1
+            rep.adc_usage[1 : nx + 1] = 1
             # receiver follows the RF phase; pi/2 turns -i sin(alpha) into +real
-            rep.adc_phase[1:nx + 1] = math.pi / 2 - phase
+            rep.adc_phase[1 : nx + 1] = math.pi / 2 - phase
     return seq, lines
 
 
@@ -153,8 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help=".npz with pd, t1, t2 maps")
     parser.add_argument("output", nargs="?", help="output .npz")
-    parser.add_argument("--make-input", metavar="PATH", help="write the benchmark phantom")
-    parser.add_argument("--size", type=int, default=64, help="phantom size for --make-input")
+    parser.add_argument(
+        "--make-input", metavar="PATH", help="write the benchmark phantom"
+    )
+    parser.add_argument(
+        "--size", type=int, default=64, help="phantom size for --make-input"
+    )
     parser.add_argument("--tr", type=float, help="repetition time [s]")
     parser.add_argument("--te", type=float, help="echo time [s]")
     parser.add_argument("--flip", type=float, help="flip angle [rad]")
@@ -164,13 +191,26 @@ def main() -> None:
     parser.add_argument("--slice-mm", type=float, default=8.0, help="voxel depth [mm]")
     parser.add_argument("--max-state-count", type=int, default=200)
     parser.add_argument("--min-state-mag", type=float, default=1e-4)
-    parser.add_argument("--min-emitted-signal", type=float, default=0.05,
-                        help="MRzero main-pass threshold (its default is 0.01)")
-    parser.add_argument("--min-latent-signal", type=float, default=0.05,
-                        help="MRzero main-pass threshold (its default is 0.01)")
-    parser.add_argument("--mean-graph", action="store_true",
-                        help="prepass on the mean tissue only (MRzero's default)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--min-emitted-signal",
+        type=float,
+        default=0.05,
+        help="MRzero main-pass threshold (its default is 0.01)",
+    )
+    parser.add_argument(
+        "--min-latent-signal",
+        type=float,
+        default=0.05,
+        help="MRzero main-pass threshold (its default is 0.01)",
+    )
+    parser.add_argument(
+        "--mean-graph",
+        action="store_true",
+        help="prepass on the mean tissue only (MRzero's default)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: default)"
+    )
     parser.add_argument("--erode", type=int, default=2, help="ROI erosion in voxels")
     args = parser.parse_args()
 
@@ -182,8 +222,9 @@ def main() -> None:
         parser.error("input and output paths are required")
 
     t_start = time.perf_counter()
-    import torch
     import MRzeroCore as mr0
+    import torch
+
     t_import = time.perf_counter() - t_start
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,8 +237,11 @@ def main() -> None:
     par = {}
     for key in DEFAULTS:
         cli = getattr(args, key)
-        par[key] = cli if cli is not None else (
-            data[key].item() if key in data else DEFAULTS[key])
+        par[key] = (
+            cli
+            if cli is not None
+            else (data[key].item() if key in data else DEFAULTS[key])
+        )
     tr, te, flip, fov_mm = (float(par[k]) for k in ("tr", "te", "flip", "fov_mm"))
     n_dummy = int(par["n_dummy"])
     nx, ny = pd.shape
@@ -212,8 +256,8 @@ def main() -> None:
         PD=torch.tensor(pd.reshape(shape3)),
         T1=torch.tensor(t1.reshape(shape3)),
         T2=torch.tensor(t2.reshape(shape3)),
-        T2dash=torch.full(shape3, 1e9),   # no T2' (static dephasing) at all
-        D=torch.zeros(shape3),            # no diffusion
+        T2dash=torch.full(shape3, 1e9),  # no T2' (static dephasing) at all
+        D=torch.zeros(shape3),  # no diffusion
         B0=torch.zeros(shape3),
         B1=torch.ones((1, *shape3)),
         coil_sens=torch.ones((1, *shape3)),
@@ -229,17 +273,26 @@ def main() -> None:
     pairs = np.unique(np.stack([t1[fg], t2[fg]], 1), axis=0)
     tissues = None
     if 1 < len(pairs) <= 16 and not args.mean_graph:
-        tissues = {f"t{i}": {"T1": a, "T2": b, "T2dash": 1e9, "D": 0.0}
-                   for i, (a, b) in enumerate(pairs)}
+        tissues = {
+            f"t{i}": {"T1": a, "T2": b, "T2dash": 1e9, "D": 0.0}
+            for i, (a, b) in enumerate(pairs)
+        }
 
     t0 = time.perf_counter()
-    graph = mr0.compute_graph(seq, sim_data, args.max_state_count, args.min_state_mag,
-                              tissues=tissues)
+    graph = mr0.compute_graph(
+        seq, sim_data, args.max_state_count, args.min_state_mag, tissues=tissues
+    )
     t_graph = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    signal = mr0.execute_graph(graph, seq, sim_data, args.min_emitted_signal,
-                               args.min_latent_signal, print_progress=False)
+    signal = mr0.execute_graph(
+        graph,
+        seq,
+        sim_data,
+        args.min_emitted_signal,
+        args.min_latent_signal,
+        print_progress=False,
+    )
     t_sim = time.perf_counter() - t0
 
     # ---- reconstruction: samples come line by line, kx = -nx/2 .. nx/2-1
@@ -251,38 +304,63 @@ def main() -> None:
     t_total = time.perf_counter() - t_start
 
     n_states = sum(len(rep) for rep in graph)
-    out = dict(image=image.astype(np.complex64), magnitude=np.abs(image).astype(np.float32),
-               kspace=kspace.astype(np.complex64), t_setup=t_setup, t_graph=t_graph,
-               t_sim=t_sim, t_import=t_import, t_total=t_total, tr=tr, te=te, flip=flip,
-               fov_mm=fov_mm, n_dummy=n_dummy, n_reps=len(seq), n_states=n_states,
-               mrzero_version=mr0.__version__, torch_version=torch.__version__,
-               torch_threads=torch.get_num_threads())
+    out = dict(
+        image=image.astype(np.complex64),
+        magnitude=np.abs(image).astype(np.float32),
+        kspace=kspace.astype(np.complex64),
+        t_setup=t_setup,
+        t_graph=t_graph,
+        t_sim=t_sim,
+        t_import=t_import,
+        t_total=t_total,
+        tr=tr,
+        te=te,
+        flip=flip,
+        fov_mm=fov_mm,
+        n_dummy=n_dummy,
+        n_reps=len(seq),
+        n_states=n_states,
+        mrzero_version=mr0.__version__,
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+    )
     np.savez(args.output, **out)
 
-    print(f"MRzero {mr0.__version__} (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads): {nx}x{ny} bSSFP, TR {tr * 1e3:.3g} ms, "
-          f"TE {te * 1e3:.3g} ms, flip {math.degrees(flip):.4g} deg, FOV {fov_mm:g} mm, "
-          f"alpha/2 prep + {n_dummy} dummies + {ny} lines = {len(seq)} reps")
-    print(f"  graph {t_graph:.2f} s ({n_states} states), simulation {t_sim:.2f} s, "
-          f"setup {t_setup:.2f} s, total incl. import {t_total:.2f} s")
+    print(
+        f"MRzero {mr0.__version__} (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads): {nx}x{ny} bSSFP, TR {tr * 1e3:.3g} ms, "
+        f"TE {te * 1e3:.3g} ms, flip {math.degrees(flip):.4g} deg, FOV {fov_mm:g} mm, "
+        f"alpha/2 prep + {n_dummy} dummies + {ny} lines = {len(seq)} reps"
+    )
+    print(
+        f"  graph {t_graph:.2f} s ({n_states} states), simulation {t_sim:.2f} s, "
+        f"setup {t_setup:.2f} s, total incl. import {t_total:.2f} s"
+    )
     if "labels" in data:
         from scipy.ndimage import binary_erosion
+
         labels = data["labels"]
         names = data.get("label_names")
         centre = n_dummy + ny // 2  # alpha pulses before the ky = 0 line
-        print(f"  {'ROI':<12}{'voxels':>7}{'MRzero':>10}{'steady':>10}{'rel.err':>10}"
-              f"{'transient':>11}{'rel.err':>10}")
+        print(
+            f"  {'ROI':<12}{'voxels':>7}{'MRzero':>10}{'steady':>10}{'rel.err':>10}"
+            f"{'transient':>11}{'rel.err':>10}"
+        )
         for lab in np.unique(labels):
             if lab == 0:
                 continue
             roi = binary_erosion(labels == lab, iterations=args.erode)
             mean = np.abs(image[roi]).mean()
             ref = exact_bssfp(pd[roi], t1[roi], t2[roi], tr, te, flip).mean()
-            trans = bloch_centre_line(pd[roi].mean(), t1[roi].mean(), t2[roi].mean(),
-                                      tr, te, flip, centre)
+            trans = bloch_centre_line(
+                pd[roi].mean(), t1[roi].mean(), t2[roi].mean(), tr, te, flip, centre
+            )
             name = str(names[lab]) if names is not None else str(lab)
-            print(f"  {name:<12}{roi.sum():>7}{mean:>10.5f}{ref:>10.5f}"
-                  f"{(mean - ref) / ref:>+10.2e}{trans:>11.5f}{(mean - trans) / trans:>+10.2e}")
+            print(
+                f"  {name:<12}{roi.sum():>7}{mean:>10.5f}{ref:>10.5f}"
+                f"{(mean - ref) / ref:>+10.2e}{trans:>11.5f}"
+                f"{(mean - trans) / trans:>+10.2e}"
+            )
         bg = binary_erosion(labels == 0, iterations=args.erode)
         print(f"  background max |image| {np.abs(image[bg]).max():.2e}")
 
