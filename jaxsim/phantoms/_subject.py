@@ -40,7 +40,7 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     "wall_thickness": FieldSpec(3.0, 20.0, "mm", 8.5, 7.2),
     "lv_aspect": FieldSpec(1.2, 3.5, "", 2.0, 2.0),
     "longitudinal_shortening": FieldSpec(0.0, 0.35, "", 0.15, 0.15),
-    "rv_lv_ratio": FieldSpec(0.6, 1.8, "", 1.15, 1.1),
+    "rv_lv_ratio": FieldSpec(0.6, 1.8, "", 1.19, 1.1),
     "rv_wall_thickness": FieldSpec(1.0, 10.0, "mm", 3.5, 3.2),
     "heart_azimuth": FieldSpec(0.0, 1.5, "rad", 0.75, 0.75),
     "heart_elevation": FieldSpec(-0.3, 1.2, "rad", 0.45, 0.45),

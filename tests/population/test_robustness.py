@@ -1,4 +1,4 @@
-"""Several host devices give identical records; a killed run resumes exactly."""
+"""Several host devices give the same records; a killed run resumes exactly."""
 
 from __future__ import annotations
 
@@ -44,15 +44,18 @@ from jaxsim.population import simulate_label_set
 assert len(jax.local_devices()) == 4, jax.local_devices()
 many = simulate_label_set(design, 1)
 one = simulate_label_set(design, 1, devices=jax.local_devices()[:1])
-np.testing.assert_array_equal(many.images, one.images)
+# Labels are identical; images agree to float32 rounding (a different per-device
+# batch lets XLA vectorise reductions in a different order).
 np.testing.assert_array_equal(many.labels, one.labels)
-print("identical", many.images.shape)
+scale = float(np.abs(one.images).max())
+np.testing.assert_allclose(many.images, one.images, rtol=1e-5, atol=1e-6 * scale)
+print("same", many.images.shape)
 """
     )
     proc = _python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
-    assert "identical (3, 2, 48, 48)" in out
+    assert "same (3, 2, 48, 48)" in out
 
 
 @pytest.mark.slow
