@@ -126,46 +126,41 @@ def _near(geometry, k, j0, rows, centre, radius):
 def _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion):
     """Fractions ``(T, rows, nx)`` of rows ``j0 .. j0 + rows - 1`` of slice ``k``.
 
-    Sub-samples are unrolled in Python; the chamber distances are only evaluated
-    when the block can reach the heart (``lax.cond``; outside it they are a large
-    constant, which gives exactly the same fractions and gradients, because the
-    occupancy step has compact support).
+    Sub-samples are a leading array axis (one traced evaluation of every layer, not
+    one per sub-sample: a smaller graph that compiles much faster, above all under
+    ``grad``); the chamber distances are only evaluated when the block can reach the
+    heart (``lax.cond``; outside it they are a large constant, which gives exactly
+    the same fractions and gradients, because the occupancy step has compact
+    support).
     """
     nx = geometry.shape[2]
     dtype = geometry.affine.dtype
     m = geometry.affine
-    i = jnp.arange(nx, dtype=dtype)[None, :]
-    j = j0 + jnp.arange(rows, dtype=dtype)[:, None]
+    n_sub = len(offsets)
+    sub = jnp.asarray(offsets, dtype)[:, :, None, None]  # (S, 3, 1, 1): oz, oy, ox
+    i = jnp.arange(nx, dtype=dtype)[None, None, :] + sub[:, 2]
+    j = j0 + jnp.arange(rows, dtype=dtype)[None, :, None] + sub[:, 1]
+    kk = k + sub[:, 0]
     pose, shape, resp = motion
-    points = [
-        tuple(
-            m[r, 0] * (i + ox) + m[r, 1] * (j + oy) + m[r, 2] * (k + oz) + m[r, 3]
-            for r in range(3)
-        )
-        for oz, oy, ox in offsets
-    ]
+    points = tuple(m[r, 0] * i + m[r, 1] * j + m[r, 2] * kk + m[r, 3] for r in range(3))
+    full = (n_sub, rows, nx)
 
     def chambers():
-        out = [chamber_distances(subject, pose, shape, p) for p in points]
-        return jnp.stack(
-            [jnp.stack([jnp.broadcast_to(d, (rows, nx)) for d in ds]) for ds in out]
-        )
+        distances = chamber_distances(subject, pose, shape, points)
+        return jnp.stack([jnp.broadcast_to(d, full) for d in distances])
 
     def far():
-        return jnp.full((len(offsets), 7, rows, nx), _FAR, dtype)
+        return jnp.full((7, *full), _FAR, dtype)
 
     near = _near(geometry, k, j0, rows, *chamber_bounds(subject, pose))
     distances = jax.lax.cond(near, chambers, far)
-    total = [None] * len(TISSUES)
-    for o, p in enumerate(points):
-        fractions = _point_fractions(subject, pose, distances[o], p, width, resp)
-        for t, f in enumerate(fractions):
-            if f is not None:
-                total[t] = f if total[t] is None else total[t] + f
-    scale = 1.0 / len(offsets)
+    fractions = _point_fractions(subject, pose, distances, points, width, resp)
     zero = jnp.zeros((rows, nx), dtype)
     return jnp.stack(
-        [zero if f is None else jnp.broadcast_to(f * scale, (rows, nx)) for f in total]
+        [
+            zero if f is None else jnp.mean(jnp.broadcast_to(f, full), axis=0)
+            for f in fractions
+        ]
     )
 
 
