@@ -35,6 +35,7 @@ from jaxsim.phantoms import (
 from ._cine import (
     CineResult,
     _check_options,
+    _smooth_field,
     acquire_images,
     prepare_anatomy,
     refine_in_plane,
@@ -129,6 +130,8 @@ def _ed_in_plane(subject, fine: ImageGeometry, phase, centre, axes):
         "with_noise",
         "return_coils",
         "blood_washout",
+        "b0_std",
+        "bias_std",
     ),
 )
 def acquire_tagged(
@@ -149,6 +152,8 @@ def acquire_tagged(
     with_noise: bool = True,
     return_coils: bool = False,
     blood_washout: float | None = 0.1,
+    b0_std: float = 0.0,
+    bias_std: float = 0.0,
 ):
     """Tagged frames from precomputed fractions and ED positions (jit, vmap-able).
 
@@ -162,6 +167,8 @@ def acquire_tagged(
         tissue: :class:`TissueProperties` with ``(n_tissues,)`` arrays.
         sequence: :class:`TaggingSequence`.
         frame_times: ``(n_frames,)`` seconds since tagging.
+        oversample, tukey_alpha, combination, with_noise, return_coils,
+            blood_washout, b0_std, bias_std: see :func:`simulate_tagged`.
 
     Returns:
         ``(image (n_frames, nz, ny, nx), sigma, coil_images or None)``.
@@ -178,6 +185,13 @@ def acquire_tagged(
     c_tag, c_const = tagged_coefficients(tissue, sequence, frame_times, blood_washout)
     images = pattern * jnp.einsum("pt,ptzyx->pzyx", c_tag, fractions)
     images = images + jnp.einsum("pt,ptzyx->pzyx", c_const, fractions)
+    _, _, nz, fy, fx = fractions.shape
+    if b0_std > 0:  # gradient echo: off-resonance only adds the phase 2 pi df TE
+        df = _smooth_field(jax.random.fold_in(key, 1), (nz, fy, fx), b0_std)
+        images = images * jnp.exp(2j * jnp.pi * sequence.te * df)
+    if bias_std > 0:
+        bias = _smooth_field(jax.random.fold_in(key, 2), (nz, fy, fx), bias_std)
+        images = images * jnp.exp(bias)
     return acquire_images(
         key,
         images,
@@ -239,6 +253,10 @@ def simulate_tagged(
     coil_combination: str = "rss",
     oversample: int = 2,
     tukey_alpha: float | None = None,
+    acceleration: float = 1.0,
+    center_lines: int = 16,
+    b0_std: float = 0.0,
+    bias_std: float = 0.0,
     field: float = 1.5,
     supersample=None,
     return_coils: bool = False,
@@ -267,8 +285,11 @@ def simulate_tagged(
         te: echo time in seconds.
         blood_washout: seconds over which inflowing blood replaces the tagged
             pattern by its mean; ``None`` keeps blood tags like tissue's.
-        tissue, snr, n_coils, coil_combination, oversample, tukey_alpha, field,
-            supersample, return_coils: as for :func:`~jaxsim.mr.simulate_cine`.
+        b0_std: standard deviation (Hz) of a random smooth B0 field map; in this
+            spoiled gradient echo it adds the phase ``2 pi df TE`` (0: none).
+        tissue, snr, n_coils, coil_combination, oversample, tukey_alpha,
+            acceleration, center_lines, bias_std, field, supersample, return_coils:
+            as for :func:`~jaxsim.mr.simulate_cine`.
 
     Returns:
         :class:`~jaxsim.mr.CineResult` (images ``(n_frames, nz, ny, nx)`` float32).
@@ -288,10 +309,10 @@ def simulate_tagged(
         n_coils,
         oversample,
         tukey_alpha,
-        1.0,
+        acceleration,
         coil_combination,
-        0.0,
-        0.0,
+        b0_std,
+        bias_std,
         cardiac_phases,
     )
     if blood_washout is not None:
@@ -303,13 +324,15 @@ def simulate_tagged(
     tissue = default_tissue_properties(field) if tissue is None else tissue
     check_range("tissue.t1", tissue.t1, low=0.0, high=None, unit="s")
     check_range("tissue.t2", tissue.t2, low=0.0, high=None, unit="s")
-    fractions, labels, myo, maps, _ = prepare_anatomy(
+    fractions, labels, myo, maps, mask = prepare_anatomy(
         key,
         subject,
         geometry,
         phases,
         n_coils,
         oversample,
+        acceleration,
+        center_lines,
         supersample=supersample,
         need_myo=snr is not None,
     )
@@ -328,12 +351,15 @@ def simulate_tagged(
         seq,
         times,
         1.0 if snr is None else snr,
+        mask,
         oversample=oversample,
         tukey_alpha=tukey_alpha,
         combination=coil_combination,
         with_noise=snr is not None,
         return_coils=return_coils,
         blood_washout=None if blood_washout is None else float(blood_washout),
+        b0_std=float(b0_std),
+        bias_std=float(bias_std),
     )
     return CineResult(
         image=image.astype(jnp.float32),

@@ -21,10 +21,13 @@ from jaxsim.mr import (
     CineResult,
     TaggingSequence,
     acquire_tagged,
+    cartesian_mask,
     cine_to_tagged,
     default_tissue_properties,
+    fft2c,
     simulate_tagged,
 )
+from jaxsim.mr._cine import _smooth_field
 from jaxsim.phantoms import (
     TISSUE_INDEX,
     TISSUES,
@@ -216,6 +219,71 @@ def test_acquire_tagged_single_tissue_is_kernel_chain():
     np.testing.assert_allclose(img[:, 0], np.stack(want), rtol=1e-4, atol=1e-6)
 
 
+def _tagged_coils(key, mask=None, **kw):
+    """Noise-free single-coil tagged frames of the synthetic grid, with coil images."""
+    fr, uv, myo, maps = _synthetic(n=16)
+    seq = TaggingSequence(tag_spacing=6.0, flip_total=1.0, grid=False)
+    return acquire_tagged(
+        key,
+        fr,
+        uv,
+        myo,
+        maps,
+        default_tissue_properties(),
+        seq,
+        jnp.asarray([0.0, 0.25]),
+        1.0,
+        mask,
+        oversample=1,
+        with_noise=False,
+        return_coils=True,
+        **kw,
+    )
+
+
+def test_acquire_tagged_b0_adds_only_the_gradient_echo_phase():
+    key = jax.random.key(4)
+    plain, _, plain_coils = _tagged_coils(key)
+    shifted, _, coils = _tagged_coils(key, b0_std=30.0)
+    # |exp(i phi)| = 1: magnitudes unchanged; the phase is 2 pi df TE per voxel
+    np.testing.assert_allclose(shifted, plain, rtol=1e-5, atol=1e-7)
+    df = _smooth_field(jax.random.fold_in(key, 1), (1, 16, 16), 30.0)
+    want = np.exp(2j * np.pi * TaggingSequence().te * np.asarray(df))
+    ratio = np.asarray(coils[:, 0]) / np.asarray(plain_coils[:, 0])
+    np.testing.assert_allclose(ratio, np.broadcast_to(want, ratio.shape), atol=1e-4)
+    assert np.ptp(np.angle(ratio)) > 0.05
+
+
+def test_acquire_tagged_bias_multiplies_the_image():
+    key = jax.random.key(5)
+    plain = _tagged_coils(key)[0]
+    biased = _tagged_coils(key, bias_std=0.3)[0]
+    log_bias = _smooth_field(jax.random.fold_in(key, 2), (1, 16, 16), 0.3)
+    bias = np.exp(np.asarray(log_bias))
+    np.testing.assert_allclose(biased, plain * bias, rtol=1e-4, atol=1e-7)
+    assert np.ptp(bias) > 0.1
+
+
+def test_acquire_tagged_undersampling_zero_fills_unsampled_lines():
+    mask = cartesian_mask(jax.random.key(6), 16, 2.0, center_lines=4)
+    coils = _tagged_coils(jax.random.key(7), mask)[2]
+    k = np.abs(np.asarray(fft2c(coils)))  # (P, C, nz, ny, nx)
+    missing = ~np.asarray(mask)
+    assert missing.any() and k[..., ~missing, :].max() > 0
+    assert k[..., missing, :].max() <= 1e-5 * k.max()
+
+
+def test_simulate_tagged_accepts_the_cine_acquisition_options(subject, geometry):
+    kw = dict(cardiac_phases=(0.0,), oversample=1, tag_spacing=TAG)
+    key = jax.random.key(8)
+    full = simulate_tagged(key, subject, geometry, **kw).image
+    fast = simulate_tagged(key, subject, geometry, acceleration=2.0, **kw).image
+    biased = simulate_tagged(key, subject, geometry, bias_std=0.2, b0_std=20.0, **kw)
+    for img in (fast, biased.image):
+        assert img.shape == full.shape and np.all(np.isfinite(np.asarray(img)))
+        assert not np.allclose(img, full)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -225,6 +293,9 @@ def test_acquire_tagged_single_tissue_is_kernel_chain():
         (dict(weights=(1, -1)), "weights"),
         (dict(cardiac_phases=(1.2,)), "cardiac_phases"),
         (dict(blood_washout=0.0), "blood_washout"),
+        (dict(acceleration=0.5), "acceleration"),
+        (dict(b0_std=-1.0), "b0_std"),
+        (dict(bias_std=-0.1), "bias_std"),
     ],
 )
 def test_simulate_tagged_errors(subject, geometry, kwargs, match):
