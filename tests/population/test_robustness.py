@@ -71,14 +71,15 @@ generate_database(design, {str(path)!r}, resume=True,
     )
     rng = np.random.default_rng(0)
     for _ in range(3):
-        proc = _python(code, {})
-        # Wait for the first label set, then kill at a random moment after it.
-        line = proc.stdout.readline()
+        with _python(code, {}) as proc:  # closes the pipes and reaps the process
+            # Wait for the first label set, then kill at a random moment after it.
+            line = proc.stdout.readline()
+            if line:
+                time.sleep(rng.uniform(0.0, 2.0))
+                proc.send_signal(signal.SIGKILL)
+            proc.communicate()
         if not line:
             break  # finished (or failed) before the first kill point
-        time.sleep(rng.uniform(0.0, 2.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
     generate_database(tiny_design, path, resume=True)
     with h5py.File(path) as a, h5py.File(tiny_db) as b:
         assert a.attrs["complete"]
