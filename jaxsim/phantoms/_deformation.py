@@ -3,24 +3,30 @@
 Tags are material: a tagged frame needs, for each point ``x`` at phase ``p``, its
 end-diastolic (tagging-time) position ``X``. The LV of the phantom is a truncated
 prolate shell (cavity semi-axes ``(a, a, c)``, epicardium ``(A, A, C)``, common centre
-``C`` above the fixed epicardial apex; see ``_motion.py``), so a natural material
-frame is built from it:
+``C`` above the fixed epicardial apex, base plane ``h c`` above the centre; see
+``_motion.py``). In cavity-scaled polar coordinates a point is
+``centre + u (a sin(theta) cos(phi), a sin(theta) sin(phi), c cos(theta))``: the
+cavity is ``u < 1``, and the wall along the ray ``(theta, phi)`` runs from ``u = 1``
+to ``U(theta)``, the epicardium or the base plane, whichever comes first. The volume
+element is ``a^2 c u^2 sin(theta) du dtheta dphi``, so three coordinates whose
+product measure is the volume are kept between the phases:
 
-* the *endocardial angle* ``theta`` of a point: the ray from the centre through the
-  point meets the cavity surface at ``(a sin(theta), c cos(theta))``; it and the
-  azimuth about the long axis are kept;
-* the *transmural coordinate*: along that ray the point lies at ``u0`` times the
-  endocardial distance (``u0 = |(rho/a, z/c)|``) and the epicardium at ``F`` times;
-  the cone volume fraction ``m = (u0^3 - 1) / (F^3 - 1)`` is kept (so the wall
-  thickens where it shortens, conserving volume along each thin cone to the extent
-  the phantom's shapes allow).
+* the azimuth ``phi``;
+* the cumulative wall volume from the apex, ``s(theta)`` (normalised; the wall
+  volume is the same at every phase, so ``s`` is a volume fraction at both);
+* the transmural volume fraction within the cone, ``m = (u^3 - 1) / (U^3 - 1)``.
 
-Hence the endocardium maps onto the endocardium, the epicardium onto the epicardium,
-the apex stays fixed and the endocardial base ring stays on the base plane; the map is
-smooth and differentiable. Inside the cavity points scale with the cavity. Outside the
-LV wall (RV, atria, vessels, torso) the displacement of the epicardial point on the
-same ray is carried over and decays as ``exp(-distance / decay_length)`` with the
-distance beyond the epicardium or above the base plane, so distant anatomy is static.
+The map is therefore volume-preserving in the wall (to the accuracy of a tabulated
+``s``), the endocardium maps onto the endocardium, the apex stays fixed and the
+endocardial base ring stays on the base plane; the outer wall boundary maps onto the
+outer wall boundary (epicardium and base ring together; near the base a point of
+one can map onto the other, as the wall volume below their junction changes). The
+map is smooth away from the apex and differentiable. The cavity keeps ``u`` and the
+remapped angle (continuous with the wall); above the endocardial base ring the angle
+is kept. Outside the LV wall (RV, atria, vessels, torso) the displacement of the
+boundary point on the same ray is carried over and decays as
+``exp(-distance / decay_length)`` with the distance beyond the epicardium or above
+the base plane, so distant anatomy is static.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import jax.numpy as jnp
 from jaxsim.kernels._checks import check_range
 
 from ._heart import heart_pose
-from ._motion import lv_shape
+from ._motion import BASE_HEIGHT, lv_shape
 from ._sdf import rotate
 from ._subject import Subject
 
@@ -39,15 +45,34 @@ __all__ = ["end_diastolic_positions"]
 
 _TINY = 1e-12
 DECAY_LENGTH = 10.0  # mm
+_N_ANGLES = 1025  # samples of the cumulative wall volume s(cos(theta))
 
 
-def _ray(shape, q1, q2, q3):
-    """Centre-relative height, endocardial and epicardial ray factors of points."""
-    z = q3 - shape.center
-    rho_sq = q1 * q1 + q2 * q2
-    u0 = jnp.sqrt(rho_sq / shape.a**2 + z * z / shape.c**2 + _TINY)
-    u1 = jnp.sqrt(rho_sq / shape.radius**2 + z * z / shape.center**2 + _TINY)
-    return z, u0, u0 / u1
+def _wall_extent(shape, cos_t, sin_t):
+    """``U(theta)``: the ray factor where the wall ends (epicardium or base plane)."""
+    epi = 1.0 / jnp.sqrt(
+        (shape.a * sin_t / shape.radius) ** 2 + (shape.c * cos_t / shape.center) ** 2
+    )
+    base = BASE_HEIGHT / jnp.maximum(cos_t, BASE_HEIGHT * 1e-6)  # h c / (c cos)
+    return jnp.minimum(epi, base)
+
+
+def _cumulative_wall(shape):
+    """Normalised wall volume from the apex, ``s``, tabulated against ``cos(theta)``.
+
+    In ``x = cos(theta)`` the cone volume density is ``a^2 c (U^3 - 1) / 3``, smooth
+    at the apex (no ``sin(theta)`` factor), so linear interpolation is accurate.
+
+    Returns:
+        ``(x (N,), s (N,))``: ``x`` ascending from the apex (-1) to the base ring
+        (``BASE_HEIGHT``), ``s`` ascending from 0 to 1 (trapezoid rule).
+    """
+    x = jnp.linspace(-1.0, BASE_HEIGHT, _N_ANGLES, dtype=shape.a.dtype)
+    sin_t = jnp.sqrt(jnp.maximum(1.0 - x * x, 0.0))
+    density = shape.a**2 * shape.c * (_wall_extent(shape, x, sin_t) ** 3 - 1.0) / 3.0
+    segments = 0.5 * (density[1:] + density[:-1]) * (x[1:] - x[:-1])
+    s = jnp.concatenate([jnp.zeros((1,), x.dtype), jnp.cumsum(segments)])
+    return x, s / s[-1]
 
 
 def end_diastolic_positions(
@@ -94,23 +119,31 @@ def _ed_positions(subject, points, cardiac_phase, decay_length):
     ed = pose.ed
     p = (points[..., 0], points[..., 1], points[..., 2])
     q1, q2, q3 = rotate(p, pose.rot, pose.apex)
-    z, u0, f_now = _ray(now, q1, q2, q3)
-    # endocardial angle: cos(theta) = z / (c u0), sin(theta) = rho / (a u0)
-    cos_t = z / (now.c * u0)
-    sin_sq = jnp.clip(1.0 - cos_t * cos_t, 0.0, 1.0)
-    f_ed = 1.0 / jnp.sqrt(
-        sin_sq * (ed.a / ed.radius) ** 2 + cos_t**2 * (ed.c / ed.center) ** 2
+    z = q3 - now.center
+    rho = jnp.sqrt(q1 * q1 + q2 * q2 + _TINY)
+    u0 = jnp.sqrt((rho / now.a) ** 2 + (z / now.c) ** 2 + _TINY)
+    cos_t, sin_t = (z / now.c) / u0, (rho / now.a) / u0  # cavity-scaled polar angle
+    # the angle at ED: same cumulative wall volume from the apex (kept above the
+    # endocardial base ring, where both tables end at s = 1)
+    grid, s_now = _cumulative_wall(now)
+    grid_ed, s_ed = _cumulative_wall(ed)
+    cos_e = jnp.interp(jnp.interp(cos_t, grid, s_now), s_ed, grid_ed)
+    cos_e = jnp.where(cos_t > BASE_HEIGHT, cos_t, cos_e)
+    sin_e = jnp.sqrt(jnp.maximum(1.0 - cos_e * cos_e, _TINY))
+    # the point itself if inside the wall's outer boundary, else the boundary point
+    extent = _wall_extent(now, cos_t, sin_t)
+    u = jnp.minimum(u0, extent)
+    m = jnp.clip((u**3 - 1.0) / jnp.maximum(extent**3 - 1.0, 1e-6), 0.0, 1.0)
+    u_wall = jnp.cbrt(1.0 + m * (_wall_extent(ed, cos_e, sin_e) ** 3 - 1.0))
+    u_ed = jnp.where(u < 1.0, u, u_wall)
+    radial = u_ed * ed.a * sin_e / rho  # ED distance from the axis per unit rho
+    x_ed = (q1 * radial, q2 * radial, ed.center + u_ed * ed.c * cos_e)
+    scale = u / u0
+    x_now = (q1 * scale, q2 * scale, now.center + z * scale)
+    # decay beyond the epicardium (distance along the ray) and above the base plane
+    f_now = 1.0 / jnp.sqrt(
+        (now.a * sin_t / now.radius) ** 2 + (now.c * cos_t / now.center) ** 2
     )
-    m = (u0**3 - 1.0) / (f_now**3 - 1.0)
-    wall = jnp.cbrt(1.0 + jnp.clip(m, 0.0, 1.0) * (f_ed**3 - 1.0))
-    factor = jnp.where(u0 < 1.0, u0, wall)  # ray factor at ED (cavity: homothety)
-    # the ED point is centre_ed + factor * (a_ed sin, c_ed cos) along the same azimuth
-    k_r = factor * ed.a / (now.a * u0)
-    k_z = factor * ed.c / (now.c * u0)
-    x_ed = (q1 * k_r, q2 * k_r, ed.center + z * k_z)
-    # beyond the epicardium: the displacement of the epicardial point on the ray
-    s = jnp.minimum(f_now / u0, 1.0)
-    x_now = (q1 * s, q2 * s, now.center + z * s)
     outside = jnp.maximum(u0 - f_now, 0.0) * jnp.sqrt(
         (q1 * q1 + q2 * q2 + z * z) / (u0 * u0)
     )

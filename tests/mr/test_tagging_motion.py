@@ -2,8 +2,9 @@
 
 The shapes come from ``lv_shape`` and ``heart_pose`` (the phantom's own kinematics):
 points on the end-systolic endocardium and epicardium must land on the
-end-diastolic endocardium and epicardium, end-diastole is the identity, the apex is
-fixed, distant anatomy does not move, and the map is differentiable.
+end-diastolic endocardium and epicardium, the myocardium is incompressible (the
+map's Jacobian determinant is 1 in the wall), end-diastole is the identity, the
+apex is fixed, distant anatomy does not move, and the map is differentiable.
 """
 
 from __future__ import annotations
@@ -82,6 +83,29 @@ def test_surfaces_map_onto_end_diastolic_surfaces(subject, which, fraction):
     np.testing.assert_allclose(_radius(ed, which, mapped, subject), 1.0, atol=TOL * 5)
     # and the points really moved (the test can fail)
     assert np.max(np.linalg.norm(np.asarray(mapped) - points, axis=-1)) > 3.0
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])  # mid-systole, end-systole
+def test_wall_motion_is_volume_preserving(subject, fraction):
+    phase = fraction * float(end_systolic_phase(subject))
+    now = lv_shape(subject, phase)
+    rot, apex, _ = _frame(subject)
+    points = []
+    for theta in np.linspace(np.arccos(0.4), np.pi - 0.05, 12):
+        for w in (0.2, 0.5, 0.8):  # across the wall, between the two spheroids
+            r = (1 - w) * float(now.a) + w * float(now.radius)
+            s = (1 - w) * float(now.c) + w * float(now.center)
+            q = [r * np.sin(theta), 0.0, float(now.center) + s * np.cos(theta)]
+            if q[2] < float(now.base) - 2.0:
+                points.append(apex + rot @ np.array(q))
+    points = jnp.asarray(np.stack(points))
+
+    def one(x):
+        return end_diastolic_positions(subject, x[None], phase)[0]
+
+    det = np.linalg.det(np.asarray(jax.vmap(jax.jacfwd(one))(points)))
+    assert len(det) >= 24
+    np.testing.assert_allclose(det, 1.0, atol=0.01)
 
 
 def test_identity_at_end_diastole_apex_fixed_far_static(subject):
