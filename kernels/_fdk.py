@@ -4,7 +4,8 @@ Steps: cosine (Feldkamp) weighting, short-scan Parker weighting, a ramp filter a
 detector rows (applied by FFT with zero padding, in the spatial-domain discretisation of
 Kak & Slaney so the DC gain is exact), and a voxel-driven backprojection with distance
 weight ``(dso / U)^2`` and bilinear interpolation on the detector. Views are looped with
-``lax.scan`` so memory holds one view's intermediates at a time.
+``lax.scan`` (pipelined: one view's detector profiles are interpolated while the
+previous view's are accumulated), so memory holds the intermediates of two views.
 """
 
 from __future__ import annotations
