@@ -8,6 +8,7 @@ inside compiled code while a user calling it eagerly gets a clear error.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -29,6 +30,14 @@ def check_finite(name: str, value) -> None:
     arr = np.asarray(value)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite; got NaN or inf in {arr.shape} input")
+
+
+def check_finite_array(name: str, value) -> None:
+    """Like :func:`check_finite`, reduced where the array lives (no host copy)."""
+    if is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
+        raise ValueError(
+            f"{name} must be finite; got NaN or inf in {tuple(value.shape)} input"
+        )
 
 
 def check_range(

@@ -26,6 +26,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_finite_array
 from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_fits
 
 # Elements of the largest per-chunk intermediate (views x columns x planes x rows).
@@ -449,6 +450,7 @@ def _check_inputs(name, array, expected, vol_geom, geom, chunk):
         raise ValueError(f"{name} must have shape {tuple(expected)}; got {array.shape}")
     if not jnp.issubdtype(array.dtype, jnp.floating):
         raise TypeError(f"{name} must be a float array; got dtype {array.dtype}")
+    check_finite_array(name, array)
     check_volume_fits(vol_geom, geom)
     chunk = default_chunk(vol_geom, geom) if chunk is None else int(chunk)
     if chunk < 1:
@@ -482,7 +484,8 @@ def cone_beam_project(
         (dimensionless for attenuation in 1/mm).
 
     Raises:
-        ValueError: wrong shape, or a volume reaching the source circle.
+        ValueError: wrong shape, NaN or inf in a concrete volume, or a volume
+            reaching the source circle.
         TypeError: non-float volume or wrong geometry types.
 
     Example:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import is_concrete
+from ._checks import check_finite_array, is_concrete
 from ._conebeam import (
     _lerp_index,
     _pair_index,
@@ -202,8 +202,9 @@ def fdk(
         line integrals of attenuation), dtype of ``projections``.
 
     Raises:
-        ValueError: wrong shape, unknown filter, angles covering neither a full nor a
-            short scan, or a grid reaching the source circle.
+        ValueError: wrong shape, NaN or inf in concrete projections, unknown filter,
+            angles covering neither a full nor a short scan, or a grid reaching the
+            source circle.
     """
     projections = jnp.asarray(projections)
     if filter not in FILTERS:
@@ -215,6 +216,7 @@ def fdk(
         )
     if not jnp.issubdtype(projections.dtype, jnp.floating):
         raise TypeError(f"projections must be float; got dtype {projections.dtype}")
+    check_finite_array("projections", projections)
     check_volume_fits(vol_geom, geom)
     short = _scan_kind(geom, short_scan)
     return _fdk_jit(projections, vol_geom, geom, filter, short)

@@ -352,6 +352,18 @@ def test_volume_outside_source_circle_and_bad_shapes_raise():
         cone_beam_project(jnp.zeros((4, 5, 6), jnp.int32), vol_geom, geom)
 
 
+def test_non_finite_inputs_raise():
+    vol_geom, geom, *_ = CASES["centred"]
+    x, y = _random_pair(vol_geom, geom, FLOAT)
+    with pytest.raises(ValueError, match="volume must be finite"):
+        cone_beam_project(x.at[3, 4, 5].set(jnp.nan), vol_geom, geom)
+    with pytest.raises(ValueError, match="projections must be finite"):
+        cone_beam_backproject(y.at[0, 1, 2].set(jnp.inf), vol_geom, geom)
+    # under jit the check is skipped (traced), like every kernel check
+    out = jax.jit(lambda v: cone_beam_project(v, vol_geom, geom))(x)
+    assert np.all(np.isfinite(np.asarray(out)))
+
+
 def test_vmap_over_volumes_matches_loop():
     vol_geom, geom, *_ = CASES["centred"]
     x, _ = _random_pair(vol_geom, geom, FLOAT)

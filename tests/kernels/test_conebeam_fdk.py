@@ -93,6 +93,8 @@ def test_fdk_rejects_bad_input():
     quarter = _scan(np.linspace(0, np.pi / 2, 20))
     with pytest.raises(ValueError, match="short scan of at least"):
         fdk(jnp.zeros((20, DET["n_v"], DET["n_u"]), FLOAT), VOL, quarter)
+    with pytest.raises(ValueError, match="projections must be finite"):
+        fdk(proj.at[1, 2, 3].set(jnp.nan), VOL, FULL)
 
 
 def test_fdk_under_jit_with_traced_geometry():
