@@ -15,6 +15,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_population",
     "jaxsim._cli_tag",
     "jaxsim._cli_fit",
+    "jaxsim._cli_ct",
 )
 
 

@@ -38,6 +38,9 @@ def atomic_path(
         dir=path.parent if str(path.parent) else ".",
     )
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
     tmp = Path(tmp)
     try:
         yield tmp
