@@ -16,6 +16,7 @@ from jaxsim.kernels import (
     cone_beam_project,
     fdk,
 )
+from jaxsim.kernels._checks import is_concrete
 
 from ._materials import attenuation, monochromatic, spectrum
 from ._noise import detected_counts, log_transform
@@ -107,12 +108,20 @@ def _reduced_basis(names, energies, weights):
 
 
 def _beam(beam, dtype):
+    """``(energies, weights)`` of a beam, without the energy bins of zero weight
+    (above the tube voltage: they add exactly nothing to any spectrum sum)."""
     if isinstance(beam, str):
-        return spectrum(beam, dtype=dtype)
-    if isinstance(beam, int | float):
-        return monochromatic(float(beam), dtype=dtype)
-    energies, weights = beam
-    return jnp.asarray(energies, dtype), jnp.asarray(weights, dtype)
+        energies, weights = spectrum(beam, dtype=dtype)
+    elif isinstance(beam, int | float):
+        energies, weights = monochromatic(float(beam), dtype=dtype)
+    else:
+        energies, weights = beam
+        energies, weights = jnp.asarray(energies, dtype), jnp.asarray(weights, dtype)
+    if is_concrete(weights):
+        keep = np.flatnonzero(np.asarray(weights) != 0)
+        if 0 < keep.size < weights.shape[-1]:
+            energies, weights = energies[keep], weights[keep]
+    return energies, weights
 
 
 def simulate_ct_from_fractions(
