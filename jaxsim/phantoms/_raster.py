@@ -44,6 +44,7 @@ __all__ = ["tissue_fractions", "label_map", "DEFAULT_SUPERSAMPLE"]
 DEFAULT_SUPERSAMPLE = "auto"
 MAX_AUTO_SUPERSAMPLE = 4
 BLOCK_POINTS = 8192  # voxels per lax.map step: keeps intermediates in cache
+BLOCK_SUBSAMPLES = 1 << 17  # at most this many voxels x sub-samples per step
 _FAR = 1.0e4  # mm; the distance of a culled layer
 
 
@@ -170,9 +171,11 @@ def _sub_offsets(supersample):
     return tuple(itertools.product(*axes))
 
 
-def _rows_per_block(ny: int, nx: int) -> int:
-    """Largest divisor of ``ny`` keeping a block near ``BLOCK_POINTS`` points."""
-    target = max(1, BLOCK_POINTS // nx)
+def _rows_per_block(ny: int, nx: int, n_sub: int = 1) -> int:
+    """Largest divisor of ``ny`` keeping a block near ``BLOCK_POINTS`` voxels, and
+    its sub-sample points (every layer is evaluated on all at once) below
+    ``BLOCK_SUBSAMPLES``, so memory stays bounded for fine supersampling."""
+    target = max(1, min(BLOCK_POINTS, BLOCK_SUBSAMPLES // n_sub) // nx)
     return max(d for d in range(1, ny + 1) if ny % d == 0 and d <= target)
 
 
@@ -190,7 +193,7 @@ def _fractions(
         respiratory_phase,
     )
     offsets = _sub_offsets(supersample)
-    rows = _rows_per_block(ny, nx)
+    rows = _rows_per_block(ny, nx, len(offsets))
     n_blocks = ny // rows
 
     @jax.checkpoint
