@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -128,8 +129,8 @@ def _spacing(values) -> tuple[float, float, float]:
         values = values * 3
     if len(values) != 3:
         raise ValueError(f"--spacing takes 1 or 3 values (mm); got {len(values)}")
-    if min(values) <= 0:
-        raise ValueError(f"--spacing must be > 0 mm; got {values}")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"--spacing must be finite and > 0 mm; got {values}")
     return tuple(float(v) for v in values)
 
 
@@ -221,7 +222,6 @@ def run(args) -> int:
     from jaxsim.phantoms import TISSUES, axial_geometry
     from jaxsim.phantoms._subject import FIELD_SPECS
 
-    args.out.mkdir(exist_ok=True)
     subject = _subject(args)
     geometry = axial_geometry(subject, spacing=spacing, shape=tuple(args.shape))
     print(
@@ -248,6 +248,7 @@ def run(args) -> int:
     if not np.all(np.isfinite(image)):
         raise ValueError("the reconstruction holds NaN or inf; nothing was written")
 
+    args.out.mkdir(exist_ok=True)  # only once there is something to write
     save_nifti(args.out / "ct_hu.nii.gz", image, geometry, overwrite=args.force)
     save_nifti(args.out / "labels.nii.gz", labels, geometry, overwrite=args.force)
     _write_projections(args.out / "projections.h5", result, beam, args)

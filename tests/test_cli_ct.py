@@ -86,6 +86,8 @@ def test_no_overwrite_without_force_then_force(ct_run, capsys):
         (["--beam", "300"], "--beam must be one of"),
         (["--phase", "1.2"], "--phase must lie in"),
         (["--spacing", "1", "2"], "--spacing takes 1 or 3"),
+        (["--spacing", "nan"], "--spacing must be finite"),
+        (["--spacing", "1e6"], "must fit inside"),
         (["--i0", "0"], "--i0 must be > 0"),
     ],
 )
