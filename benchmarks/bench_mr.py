@@ -32,7 +32,9 @@ from mrzero_peer import make_input
 
 from jaxsim.kernels import bssfp_transient
 from jaxsim.mr import (
+    Anatomy,
     BSSFPSequence,
+    MRAcquisition,
     TissueProperties,
     acquire_cine,
     coil_sensitivities,
@@ -64,10 +66,11 @@ def volume_rows(repeats: int) -> list[dict]:
     key = jax.random.key(0)
 
     # Arrays are arguments, not closed-over constants (XLA would fold them).
+    acq = MRAcquisition(snr=20.0, n_coils=8, oversample=2)
+
     def forward(fractions, myo, maps, props, flip):
-        return acquire_cine(
-            key, fractions, myo, maps, props, BSSFPSequence(flip=flip), 20.0
-        )[0]
+        anatomy = Anatomy(fractions, jnp.zeros(myo.shape, jnp.uint8)[None], myo, maps)
+        return acquire_cine(key, anatomy, props, BSSFPSequence(flip=flip), acq)[0]
 
     def loss(props, flip, fractions, myo, maps):
         return jnp.mean(forward(fractions, myo, maps, props, flip))
@@ -92,7 +95,7 @@ def volume_rows(repeats: int) -> list[dict]:
         rows.append({"case": name, **t, "volumes_per_s": 1.0 / t["median_s"]})
 
     def full():
-        return simulate_cine(key, subject, geometry, snr=20.0, n_coils=8).image
+        return simulate_cine(key, subject, geometry, acquisition=acq).image
 
     t = time_call(full, repeats=max(2, repeats // 2))
     rows.append(
@@ -139,17 +142,10 @@ def peer_rows(repeats: int, n_dummy: int) -> tuple[list[dict], dict]:
     myo = jnp.asarray(labels == 2)[None]
 
     def steady():
-        return acquire_cine(
-            jax.random.key(0),
-            fractions,
-            myo,
-            maps,
-            table,
-            seq,
-            1.0,
-            oversample=1,
-            with_noise=False,
-        )[0][0, 0]
+        labels = jnp.zeros(myo.shape, jnp.uint8)[None]
+        anatomy = Anatomy(fractions, labels, myo, maps)
+        acq = MRAcquisition(oversample=1)
+        return acquire_cine(jax.random.key(0), anatomy, table, seq, acq)[0][0, 0]
 
     # The peer's sequence exactly: line ky is read after the alpha/2 preparation,
     # n_dummy dummies and the lines before it, so every k-space line carries the

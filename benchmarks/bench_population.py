@@ -62,9 +62,7 @@ def main() -> None:
             design.geometry(subject),
             tissue=jax.tree_util.tree_map(lambda a: a[c], tissue),  # noqa: B023
             sequence=jax.tree_util.tree_map(lambda a: a[c], seq),  # noqa: B023
-            snr=float(snr[c]),
-            n_coils=design.preset.n_coils,
-            oversample=design.preset.oversample,
+            acquisition=design.acquisition(snr=float(snr[c])),
         ).image.block_until_ready()
         base_times.append(time.perf_counter() - t0)
     base = float(np.median(base_times[1:]))

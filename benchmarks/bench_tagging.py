@@ -21,6 +21,8 @@ import numpy as np
 from _timing import print_table, time_call, write_json
 
 from jaxsim.mr import (
+    Anatomy,
+    MRAcquisition,
     TaggingSequence,
     acquire_tagged,
     cine_to_tagged,
@@ -98,9 +100,10 @@ def bench_frames(shape, n_frames, rows):
     def fwd(flip, fractions, uv):  # arrays as arguments: no constant folding
         s = TaggingSequence(flip_total=flip)
         key = jax.random.key(0)
-        return acquire_tagged(
-            key, fractions, uv, myo, maps, tissue, s, times, 20.0, oversample=1
-        )[0]
+        labels = jnp.zeros((n_frames, *shape), jnp.uint8)
+        anatomy = Anatomy(fractions, labels, myo, maps)
+        acq = MRAcquisition(snr=20.0, oversample=1)
+        return acquire_tagged(key, anatomy, uv, tissue, s, times, acq)[0]
 
     grad = jax.jit(jax.grad(lambda f, *a: jnp.sum(fwd(f, *a))))
     label = f"{n_frames}x{shape}"
@@ -138,12 +141,13 @@ def bench_frames(shape, n_frames, rows):
 def bench_end_to_end(shape, rows):
     subject = default_subject()
     geometry = short_axis_geometry(subject, shape=shape)
+    acq = MRAcquisition(oversample=1)
     t0 = time.perf_counter()
-    r = simulate_tagged(jax.random.key(0), subject, geometry, oversample=1)
+    r = simulate_tagged(jax.random.key(0), subject, geometry, acquisition=acq)
     r.image.block_until_ready()
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r = simulate_tagged(jax.random.key(1), subject, geometry, oversample=1)
+    r = simulate_tagged(jax.random.key(1), subject, geometry, acquisition=acq)
     r.image.block_until_ready()
     steady = time.perf_counter() - t0
     rows.append(

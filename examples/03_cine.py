@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from jaxsim.mr import (  # noqa: E402
     SEED2021_SEQUENCES,
     SEED2021_SNR,
+    MRAcquisition,
     seed2021_contrasts,
     simulate_cine,
     simulate_cine_contrasts,
@@ -50,8 +51,7 @@ def main() -> None:
         geometry,
         tissue=tissue,
         sequence=sequence,
-        snr=snr,
-        n_coils=1 if smoke else 8,
+        acquisition=MRAcquisition(snr=snr, n_coils=1 if smoke else 8),
     )
     images = np.asarray(result.image[:, 0, mid])
     fig, axes = plt.subplots(3, 9, figsize=(18, 6.6), dpi=80)
@@ -76,7 +76,7 @@ def main() -> None:
         subject,
         geometry,
         cardiac_phases=tuple(phases),
-        snr=30.0,
+        acquisition=MRAcquisition(snr=30.0),
     )
     fig, axes = plt.subplots(1, len(phases), figsize=(2.4 * len(phases), 2.8), dpi=80)
     vmax = np.percentile(np.asarray(cycle.image[:, mid]), 99.5)

@@ -24,7 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from jaxsim.io import read_image_label_h5  # noqa: E402
-from jaxsim.mr import cine_to_tagged, simulate_tagged  # noqa: E402
+from jaxsim.mr import (  # noqa: E402
+    MRAcquisition,
+    TaggingSequence,
+    cine_to_tagged,
+    simulate_tagged,
+)
 from jaxsim.phantoms import (  # noqa: E402
     default_subject,
     end_systolic_phase,
@@ -86,12 +91,14 @@ def phantom_figure(out: Path, smoke: bool) -> Path:
         subject,
         geometry,
         cardiac_phases=phases,
-        tag_spacing=7.0,
-        flip_total=math.pi / 2,
-        angle=math.radians(30),
-        snr=None if smoke else 40.0,
-        n_coils=1 if smoke else 4,
-        oversample=1 if smoke else 2,
+        sequence=TaggingSequence(
+            tag_spacing=7.0, flip_total=math.pi / 2, angle=math.radians(30)
+        ),
+        acquisition=MRAcquisition(
+            snr=None if smoke else 40.0,
+            n_coils=1 if smoke else 4,
+            oversample=1 if smoke else 2,
+        ),
     )
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), dpi=90)
     names = ("end-diastole (tagging)", "mid-systole", "end-systole")

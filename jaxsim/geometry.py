@@ -31,6 +31,11 @@ class ImageGeometry:
             ``(x, y, z, 1)``. Column ``c`` of ``affine[:3, :3]`` is the step in mm
             along index ``c``; ``affine[:3, 3]`` is the centre of voxel ``(0, 0, 0)``.
         shape: ``(nz, ny, nx)`` static tuple of ints.
+        nominal_spacing: static ``(sz, sy, sx)`` mm known when the grid was planned
+            (set by :meth:`from_axes` from concrete spacings), or ``None``. It lets
+            work whose sizes depend on the spacing (automatic sub-sampling, coil
+            field lattices, detector sizes) be planned when the affine itself is
+            traced, e.g. a short-axis plan made inside ``jax.vmap``.
 
     Example:
         >>> geom = ImageGeometry.from_axes(
@@ -42,6 +47,9 @@ class ImageGeometry:
 
     affine: jax.Array
     shape: tuple[int, int, int] = dataclasses.field(metadata=dict(static=True))
+    nominal_spacing: tuple[float, float, float] | None = dataclasses.field(
+        default=None, metadata=dict(static=True)
+    )
 
     def __post_init__(self):
         shape = tuple(int(n) for n in self.shape)
@@ -50,6 +58,14 @@ class ImageGeometry:
                 f"shape must be three positive ints (nz, ny, nx); got {self.shape!r}"
             )
         object.__setattr__(self, "shape", shape)
+        if self.nominal_spacing is not None:
+            nominal = tuple(float(s) for s in self.nominal_spacing)
+            if len(nominal) != 3 or not all(np.isfinite(s) and s > 0 for s in nominal):
+                raise ValueError(
+                    "nominal_spacing must be three positive finite mm (sz, sy, sx); "
+                    f"got {self.nominal_spacing!r}"
+                )
+            object.__setattr__(self, "nominal_spacing", nominal)
         affine = self.affine
         if isinstance(affine, (np.ndarray, jax.Array, list, tuple)) and is_concrete(
             affine
@@ -87,6 +103,16 @@ class ImageGeometry:
         axes = jnp.asarray(axes)
         dtype = jnp.result_type(axes.dtype, float)
         axes = axes.astype(dtype)
+        spacing = tuple(spacing)
+        if len(spacing) != 3:
+            raise ValueError(f"spacing must have 3 entries (sz, sy, sx); got {spacing}")
+        nominal = None
+        if is_concrete(*spacing):
+            nominal = tuple(float(np.asarray(s)) for s in spacing)
+            if not all(np.isfinite(s) and s > 0 for s in nominal):
+                raise ValueError(
+                    f"spacing must be three positive finite mm; got {nominal}"
+                )
         sz, sy, sx = (jnp.asarray(s, dtype) for s in spacing)
         nz, ny, nx = (int(n) for n in shape)
         steps = jnp.stack([axes[0] * sx, axes[1] * sy, axes[2] * sz], axis=1)
@@ -94,7 +120,11 @@ class ImageGeometry:
         origin = jnp.asarray(center, dtype) - steps @ half
         top = jnp.concatenate([steps, origin[:, None]], axis=1)
         bottom = jnp.asarray([[0.0, 0.0, 0.0, 1.0]], dtype)
-        return cls(affine=jnp.concatenate([top, bottom], axis=0), shape=(nz, ny, nx))
+        return cls(
+            affine=jnp.concatenate([top, bottom], axis=0),
+            shape=(nz, ny, nx),
+            nominal_spacing=nominal,
+        )
 
     @classmethod
     def axis_aligned(
@@ -106,6 +136,25 @@ class ImageGeometry:
         )
 
     # ------------------------------------------------------------------ queries
+    def static_spacing(self) -> tuple[float, float, float] | None:
+        """``(sz, sy, sx)`` mm as Python floats when known without tracing: the
+        :attr:`nominal_spacing`, else the spacing of a concrete affine; ``None``
+        when the affine is traced and no nominal spacing was recorded."""
+        if self.nominal_spacing is not None:
+            return self.nominal_spacing
+        if is_concrete(self.affine):
+            steps = np.asarray(self.affine, dtype=np.float64)[:3, :3]
+            sx, sy, sz = np.linalg.norm(steps, axis=0)
+            return float(sz), float(sy), float(sx)
+        return None
+
+    def without_nominal_spacing(self) -> ImageGeometry:
+        """The same grid with ``nominal_spacing=None`` (so jitted functions that
+        take a geometry do not recompile for every spacing)."""
+        if self.nominal_spacing is None:
+            return self
+        return ImageGeometry(affine=self.affine, shape=self.shape)
+
     @property
     def spacing(self) -> jax.Array:
         """``(3,)`` voxel size in mm, ordered ``(sz, sy, sx)`` like ``shape``."""

@@ -21,7 +21,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxsim.mr import BSSFPSequence, TissueProperties, acquire_cine, tissue_signals
+from jaxsim.mr import (
+    Anatomy,
+    BSSFPSequence,
+    MRAcquisition,
+    TissueProperties,
+    acquire_cine,
+)
 
 from ._data import FitData
 
@@ -163,23 +169,13 @@ def render(params: FitParameters, data: FitData, sequence: BSSFPSequence, *, key
     # Bias and texture are linear in the signal, so they can ride on fractions.
     weighted = fractions * texture * gain
     seq = dataclasses.replace(sequence, flip=params.flip)
-    ref = reference_mask(data)
-    # acquire_cine sets sigma = mean(|clean| over ref) / snr; invert that so the
-    # parameter is sigma itself. With one uniform coil and no crop, |clean| is the
-    # noise-free mixture below.
-    signals = jnp.abs(
-        jnp.einsum("t,tzyx->zyx", tissue_signals(params.tissue(), seq), weighted)
-    )
-    ref_mean = jnp.sum(jnp.where(ref, signals, 0.0)) / jnp.sum(ref)
     coil = jnp.ones((1, *data.image.shape), jnp.result_type(1j, data.image.dtype))
-    image, _, _ = acquire_cine(
-        k_noise,
-        weighted[None],
-        ref,
-        coil,
-        params.tissue(),
-        seq,
-        ref_mean / params.sigma,
-        oversample=1,
+    anatomy = Anatomy(
+        fractions=weighted[None],
+        labels=jnp.zeros((1, *data.image.shape), jnp.uint8),
+        myo_mask=reference_mask(data),
+        coil_maps=coil,
     )
+    acquisition = MRAcquisition(noise_std=params.sigma, oversample=1)
+    image, _, _ = acquire_cine(k_noise, anatomy, params.tissue(), seq, acquisition)
     return image[0]

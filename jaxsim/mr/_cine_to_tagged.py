@@ -18,7 +18,7 @@ import numpy as np
 from jaxsim.kernels import spamm_pattern, tag_fading
 from jaxsim.kernels._checks import check_finite, check_range
 
-from ._tagging import READOUT_FLIP
+from ._tagging import TaggingSequence
 
 __all__ = ["cine_to_tagged"]
 
@@ -46,7 +46,7 @@ def cine_to_tagged(
     grid: bool = True,
     weights=(1, 3, 3, 1),
     t1=1.0,
-    readout_flip=READOUT_FLIP,
+    readout_flip=TaggingSequence.readout_flip,
     tr=4.5e-3,
     contrast_exponent=0.5,
 ):

@@ -173,25 +173,30 @@ def coil_sensitivities(
         return jnp.ones(
             (1, *geometry.shape), jnp.result_type(geometry.affine.dtype, jnp.complex64)
         )
-    if center is None:
-        gc = np.asarray(geometry.center)
-        center = (0.0, 0.0, float(gc[2]))
+    dtype = geometry.affine.dtype
+    if center is None:  # on the body axis at the grid's height (traceable)
+        center = jnp.zeros(3, dtype).at[2].set(geometry.center[2])
     centres, normals, loop_radius = coil_layout(
-        n_coils, ring_radius=ring_radius, coils_per_ring=coils_per_ring, center=center
+        n_coils, ring_radius=ring_radius, coils_per_ring=coils_per_ring
     )
+    centres = jnp.asarray(centres, dtype) + jnp.asarray(center, dtype)
     # The field varies on the scale of the loop radius: evaluate it on a coarse
     # in-plane lattice (<= grid_step mm) and interpolate linearly to every voxel.
+    # The lattice size must be static: it comes from the planned spacing; a grid
+    # whose spacing is only known traced is evaluated at every voxel.
     nz, ny, nx = geometry.shape
-    spacing = np.asarray(geometry.spacing)
-    my = min(ny, max(2, math.ceil((ny - 1) * spacing[1] / grid_step) + 1))
-    mx = min(nx, max(2, math.ceil((nx - 1) * spacing[2] / grid_step) + 1))
+    spacing = geometry.static_spacing()
+    if spacing is None:
+        my, mx = ny, nx
+    else:
+        my = min(ny, max(2, math.ceil((ny - 1) * spacing[1] / grid_step) + 1))
+        mx = min(nx, max(2, math.ceil((nx - 1) * spacing[2] / grid_step) + 1))
     jj, ii = np.linspace(0, ny - 1, my), np.linspace(0, nx - 1, mx)
     kk = np.arange(nz, dtype=float)
     index = np.stack(np.meshgrid(ii, jj, kk, indexing="xy"), axis=-1)
     points = geometry.world_coordinates(np.moveaxis(index, 2, 0))  # (nz, my, mx, 3)
-    coarse = _loop_maps(
-        points, jnp.asarray(centres), jnp.asarray(normals), loop_radius, n_segments
-    )
-    maps = _interpolate(coarse, (ny, nx))
+    maps = _loop_maps(points, centres, jnp.asarray(normals), loop_radius, n_segments)
+    if (my, mx) != (ny, nx):
+        maps = _interpolate(maps, (ny, nx))
     rss = jnp.sqrt(jnp.sum(jnp.abs(maps) ** 2, axis=0))
     return maps / jnp.mean(rss)

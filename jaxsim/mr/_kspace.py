@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsim.kernels._checks import check_range
+
 __all__ = [
     "fft2c",
     "ifft2c",
@@ -58,44 +60,46 @@ def crop_kspace(kspace: jax.Array, shape: tuple[int, int], *, shift=(0.0, 0.0)):
     return out * jnp.exp(1j * phase).astype(out.dtype)
 
 
-def tukey_window(n: int, alpha: float) -> np.ndarray:
+def tukey_window(n: int, alpha) -> jax.Array:
     """Tukey (tapered cosine) window of length ``n``; ``alpha`` in [0, 1] tapers.
 
-    ``alpha = 0`` is rectangular, ``alpha = 1`` a Hann window.
+    ``alpha = 0`` is rectangular, ``alpha = 1`` a Hann window. ``alpha`` may be
+    traced (one compiled window serves every taper); ``n`` is static.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
-    x = np.linspace(0.0, 1.0, n)
-    w = np.ones(n)
-    if alpha > 0:
-        edge = alpha / 2
-        lo, hi = x < edge, x > 1 - edge
-        w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
-        w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
-    return w
+    check_range("alpha", alpha, low=0.0, high=1.0, low_inclusive=True)
+    alpha = jnp.asarray(alpha)
+    dtype = jnp.result_type(float, alpha)
+    x = jnp.linspace(0.0, 1.0, n, dtype=dtype)
+    edge = alpha / 2
+    safe = jnp.where(edge > 0, edge, 1.0)  # no 0/0 in the unused branches
+    lo = 0.5 * (1 + jnp.cos(jnp.pi * (x / safe - 1)))
+    hi = 0.5 * (1 + jnp.cos(jnp.pi * ((x - 1) / safe + 1)))
+    return jnp.where(x < edge, lo, jnp.where(x > 1 - edge, hi, 1.0))
 
 
 def cartesian_mask(
-    key: jax.Array, n_lines: int, acceleration: float, *, center_lines: int = 16
+    key: jax.Array, n_lines: int, acceleration, *, center_lines: int = 16
 ) -> jax.Array:
     """Random Cartesian phase-encoding mask with a fully sampled centre.
 
     Args:
         key: PRNG key.
-        n_lines: number of phase-encoding lines (the y size).
-        acceleration: undersampling factor >= 1 (1 keeps every line).
-        center_lines: lines kept around k = 0 (clipped to ``n_lines``).
+        n_lines: number of phase-encoding lines (the y size, static).
+        acceleration: undersampling factor >= 1 (1 keeps every line); may be
+            traced.
+        center_lines: lines kept around k = 0 (clipped to ``n_lines``, static).
 
     Returns:
-        ``(n_lines,)`` bool mask with ``round(n_lines / acceleration)`` lines (at
-        least the centre).
+        ``(n_lines,)`` bool mask with ``max(round(n_lines / acceleration),
+        center lines)`` lines.
     """
-    if not acceleration >= 1.0:
-        raise ValueError(f"acceleration must be >= 1; got {acceleration}")
-    n_keep = max(int(round(n_lines / acceleration)), min(center_lines, n_lines))
+    check_range("acceleration", acceleration, low=1.0, low_inclusive=True)
+    n_centre = min(int(center_lines), n_lines)
+    n_keep = jnp.maximum(jnp.round(n_lines / jnp.asarray(acceleration)), n_centre)
+    n_keep = jnp.clip(n_keep, 1, n_lines).astype(jnp.int32)
     centre = np.zeros(n_lines, bool)
-    c0 = n_lines // 2 - min(center_lines, n_lines) // 2
-    centre[c0 : c0 + min(center_lines, n_lines)] = True
+    c0 = n_lines // 2 - n_centre // 2
+    centre[c0 : c0 + n_centre] = True
     scores = jax.random.uniform(key, (n_lines,))
     scores = jnp.where(jnp.asarray(centre), 2.0, scores)
     threshold = jnp.sort(scores)[n_lines - n_keep]

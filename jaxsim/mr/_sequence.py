@@ -9,8 +9,19 @@ import jax
 import jax.numpy as jnp
 
 from jaxsim.kernels import bssfp_signal, bssfp_transient
+from jaxsim.kernels._checks import check_finite, check_range
+from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
-__all__ = ["BSSFPSequence", "tissue_signals"]
+__all__ = ["BSSFPSequence", "SEQUENCE_RANGES", "tissue_signals", "check_sequence"]
+
+#: Allowed values of the bSSFP readout: ``(low, high)`` per field (seconds,
+#: radians); ``"tr"`` as a bound means the same sequence's TR. Validation and the
+#: unconstrained bijection (:mod:`jaxsim.parameters`) both use this table.
+SEQUENCE_RANGES: dict[str, tuple] = {
+    "tr": (0.0, 0.1),
+    "te": (0.0, "tr"),
+    "flip": (0.0, math.pi),
+}
 
 
 @jax.tree_util.register_dataclass
@@ -68,3 +79,44 @@ def tissue_signals(props, sequence: BSSFPSequence, off_resonance=0.0) -> jax.Arr
         rf_phase_increment=sequence.rf_phase_increment,
         preparation=sequence.preparation,
     )
+
+
+def check_sequence(sequence: BSSFPSequence, name: str = "sequence") -> None:
+    """Raise ``ValueError`` if concrete values leave :data:`SEQUENCE_RANGES`
+    (TE in (0, TR], flip in [0, pi], ...); tracers are skipped."""
+    if not isinstance(sequence, BSSFPSequence):
+        raise TypeError(
+            f"{name} must be a BSSFPSequence; got {type(sequence).__name__}"
+        )
+    lo, hi = SEQUENCE_RANGES["tr"]
+    check_range(f"{name}.tr", sequence.tr, low=lo, high=hi, unit="s")
+    check_range(f"{name}.te", sequence.te, low=0.0, unit="s")
+    check_range(
+        f"{name}.te - {name}.tr",
+        jnp.asarray(sequence.te) - jnp.asarray(sequence.tr),
+        high=0.0,
+        unit="s (TE must not exceed TR)",
+    )
+    lo, hi = SEQUENCE_RANGES["flip"]
+    check_range(f"{name}.flip", sequence.flip, low=lo, high=hi, low_inclusive=True)
+    check_finite(f"{name}.rf_phase_increment", sequence.rf_phase_increment)
+    if sequence.dummy_pulses is not None and (
+        int(sequence.dummy_pulses) != sequence.dummy_pulses or sequence.dummy_pulses < 0
+    ):
+        raise ValueError(
+            f"{name}.dummy_pulses must be None or an integer >= 0; got "
+            f"{sequence.dummy_pulses!r}"
+        )
+
+
+register_parameters(
+    BSSFPSequence,
+    ParameterSpec(
+        fields=(
+            FieldBounds("tr", *SEQUENCE_RANGES["tr"]),
+            FieldBounds("te", SEQUENCE_RANGES["te"][0], lambda v: v["tr"]),
+            FieldBounds("flip", *SEQUENCE_RANGES["flip"]),
+        ),
+        data=("rf_phase_increment",),
+    ),
+)

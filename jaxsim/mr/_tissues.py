@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.phantoms import TISSUES
+from jaxsim.kernels._checks import check_range
+from jaxsim.labels import TISSUES
+from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
 from ._tissue_table import TABLE
 
@@ -18,7 +20,18 @@ __all__ = [
     "default_tissue_properties",
     "sample_tissue_properties",
     "tissue_property_std",
+    "PROPERTY_RANGES",
+    "check_tissue",
 ]
+
+#: Allowed tissue properties: ``(low, high)`` per field (PD as a fraction of water;
+#: T1, T2 in seconds; ``"t1"`` as a bound means the same tissue's T1, since
+#: T2 <= T1). Validation and the unconstrained bijection use this one table.
+PROPERTY_RANGES: dict[str, tuple] = {
+    "pd": (0.0, 1.5),
+    "t1": (1e-3, 10.0),
+    "t2": (1e-4, "t1"),
+}
 
 FIELD_STRENGTHS: tuple[float, ...] = tuple(sorted(TABLE))
 
@@ -119,3 +132,44 @@ def sample_tissue_properties(
         draws.append(jnp.asarray(mean) + z * jnp.asarray(std))
     pd, t1, t2 = draws
     return TissueProperties(pd=pd, t1=t1, t2=t2)
+
+
+def check_tissue(tissue: TissueProperties, name: str = "tissue") -> None:
+    """Raise ``ValueError`` if concrete properties leave :data:`PROPERTY_RANGES`
+    (or a tissue axis is not ``len(TISSUES)`` long); tracers are skipped."""
+    if not isinstance(tissue, TissueProperties):
+        raise TypeError(
+            f"{name} must be a TissueProperties; got {type(tissue).__name__}"
+        )
+    for field in ("pd", "t1", "t2"):
+        shape = jnp.shape(getattr(tissue, field))
+        if not shape or shape[-1] != len(TISSUES):
+            raise ValueError(
+                f"{name}.{field} must have a last axis of len(TISSUES)="
+                f"{len(TISSUES)}; got shape {shape}"
+            )
+    lo, hi = PROPERTY_RANGES["pd"]
+    check_range(f"{name}.pd", tissue.pd, low=lo, high=hi, low_inclusive=True)
+    lo, hi = PROPERTY_RANGES["t1"]
+    check_range(f"{name}.t1", tissue.t1, low=lo, high=hi, unit="s")
+    check_range(f"{name}.t2", tissue.t2, low=PROPERTY_RANGES["t2"][0], unit="s")
+    check_range(
+        f"{name}.t2 - {name}.t1",
+        jnp.asarray(tissue.t2) - jnp.asarray(tissue.t1),
+        high=0.0,
+        unit="s (T2 must not exceed T1)",
+    )
+
+
+register_parameters(
+    TissueProperties,
+    ParameterSpec(
+        fields=(
+            FieldBounds("pd", *PROPERTY_RANGES["pd"], event_ndim=1),
+            FieldBounds("t1", *PROPERTY_RANGES["t1"], event_ndim=1),
+            FieldBounds(
+                "t2", PROPERTY_RANGES["t2"][0], lambda v: v["t1"], event_ndim=1
+            ),
+        )
+    ),
+)

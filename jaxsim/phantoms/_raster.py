@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.geometry import ImageGeometry
-from jaxsim.kernels._checks import check_range, is_concrete
+from jaxsim.kernels._checks import check_range
 
 from ._heart import (
     CHAMBER_TISSUES,
@@ -48,17 +48,19 @@ BLOCK_SUBSAMPLES = 1 << 17  # at most this many voxels x sub-samples per step
 _FAR = 1.0e4  # mm; the distance of a culled layer
 
 
-def _normalise_supersample(supersample, affine) -> tuple[int, int, int]:
+def _normalise_supersample(supersample, geometry) -> tuple[int, int, int]:
     """``(sz, sy, sx)`` sub-samples per voxel; ``"auto"`` gives each axis
-    ``ceil(spacing / finest spacing)`` (at most ``MAX_AUTO_SUPERSAMPLE``)."""
+    ``ceil(spacing / finest spacing)`` (at most ``MAX_AUTO_SUPERSAMPLE``), from the
+    geometry's static spacing (its nominal spacing, or a concrete affine)."""
     if isinstance(supersample, str) and supersample == "auto":
-        if not is_concrete(affine):
+        static = geometry.static_spacing()
+        if static is None:
             raise ValueError(
-                'supersample="auto" needs a concrete geometry affine (a traced '
-                "geometry needs an explicit supersample)"
+                'supersample="auto" needs the grid spacing before tracing: plan the '
+                "geometry with concrete spacings (e.g. short_axis_geometry(..., "
+                "spacing=(8.0, 1.25, 1.25))) or pass an explicit supersample"
             )
-        steps = np.asarray(affine, dtype=np.float64)[:3, :3]
-        spacing = np.linalg.norm(steps, axis=0)[::-1]
+        spacing = np.asarray(static, dtype=np.float64)
         ratio = np.ceil(spacing / spacing.min() - 1e-6)
         return tuple(int(min(MAX_AUTO_SUPERSAMPLE, r)) for r in ratio)
     if isinstance(supersample, int):
@@ -273,9 +275,15 @@ def _checked(
         )
     if width is not None:
         check_range("width", width, low=0.0, unit="mm")
-    supersample = _normalise_supersample(supersample, geometry.affine)
+    supersample = _normalise_supersample(supersample, geometry)
     return _fractions(
-        subject, geometry, cardiac_phase, respiratory_phase, width, supersample, labels
+        subject,
+        geometry.without_nominal_spacing(),
+        cardiac_phase,
+        respiratory_phase,
+        width,
+        supersample,
+        labels,
     )
 
 

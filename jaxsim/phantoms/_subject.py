@@ -10,8 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.kernels._checks import check_finite, check_range, is_concrete
+from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
-__all__ = ["Subject", "default_subject", "check_subject", "sex_code", "FIELD_SPECS"]
+__all__ = [
+    "Subject",
+    "default_subject",
+    "check_subject",
+    "sex_code",
+    "FIELD_SPECS",
+    "ES_PHASE_RANGE",
+]
 
 
 class FieldSpec(NamedTuple):
@@ -54,6 +62,10 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     "pericardial_fat": FieldSpec(0.0, 15.0, "mm", 2.5, 2.0),
     "respiratory_amplitude": FieldSpec(0.0, 40.0, "mm", 12.0, 10.0),
 }
+
+
+#: Allowed end-systolic phase ``es_time / rr_interval``.
+ES_PHASE_RANGE = (0.15, 0.65)
 
 
 @jax.tree_util.register_dataclass
@@ -205,7 +217,40 @@ def check_subject(subject: Subject, name: str = "subject") -> None:
     check_range(
         f"{name}.es_time / {name}.rr_interval (end-systolic phase)",
         phase,
-        low=0.15,
-        high=0.65,
+        low=ES_PHASE_RANGE[0],
+        high=ES_PHASE_RANGE[1],
         low_inclusive=True,
     )
+
+
+def _subject_bounds() -> tuple[FieldBounds, ...]:
+    """The learnable fields of a Subject with the ranges of FIELD_SPECS, plus the
+    joint constraints of :func:`check_subject` (``esv < edv``; the end-systolic
+    phase inside ``ES_PHASE_RANGE``), as bounds on fields decoded later."""
+    es = FIELD_SPECS["es_time"]
+    esv = FIELD_SPECS["esv"]
+    special = {
+        "esv": FieldBounds("esv", esv.low, lambda v: jnp.minimum(esv.high, v["edv"])),
+        "es_time": FieldBounds(
+            "es_time",
+            lambda v: jnp.maximum(es.low, ES_PHASE_RANGE[0] * v["rr_interval"]),
+            lambda v: jnp.minimum(es.high, ES_PHASE_RANGE[1] * v["rr_interval"]),
+        ),
+        "heart_offset": FieldBounds(
+            "heart_offset",
+            FIELD_SPECS["heart_offset"].low,
+            FIELD_SPECS["heart_offset"].high,
+            event_ndim=1,
+        ),
+    }
+    order = [n for n in FIELD_SPECS if n not in ("sex", "esv", "es_time")]
+    # dependent fields after the fields they depend on
+    order += ["esv", "es_time"]
+    return tuple(
+        special.get(n, FieldBounds(n, FIELD_SPECS[n].low, FIELD_SPECS[n].high))
+        for n in order
+    )
+
+
+# The discrete sex is data (the sampler's choice), not a learnable coordinate.
+register_parameters(Subject, ParameterSpec(fields=_subject_bounds(), data=("sex",)))

@@ -2,8 +2,9 @@
 
 A design is data: a preset (subject counts, image grid, acquisition options) and a
 seed. Every record is identified by ``(subject, phase, contrast)`` and everything
-about it derives from the seed by ``jax.random.fold_in``, so any record, shard or
-resumed run regenerates bit for bit.
+about it derives from the seed through named streams (:func:`jaxsim.random.stream`)
+and ``jax.random.fold_in`` of indices, so any record, shard or resumed run
+regenerates bit for bit.
 
 Record order is subject-major, then cardiac phase (ED, ES), then contrast; a
 "label set" is one ``(subject, phase)`` pair, whose label map all its contrasts
@@ -19,18 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.mr import seed2021_contrasts
+from jaxsim.mr import MRAcquisition, seed2021_contrasts
 from jaxsim.phantoms import (
     Subject,
     end_systolic_phase,
     sample_subjects,
     short_axis_geometry,
 )
+from jaxsim.random import stream
 
 __all__ = ["Preset", "PRESETS", "PopulationDesign", "parse_shard"]
-
-# fold_in streams of the root key
-_MALE, _FEMALE, _CONTRASTS, _NOISE = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,13 +152,13 @@ class PopulationDesign:
         if p.n_male:
             parts.append(
                 sample_subjects(
-                    jax.random.fold_in(self.key, _MALE), p.n_male, sex="male"
+                    stream(self.key, "population.male"), p.n_male, sex="male"
                 )
             )
         if p.n_female:
             parts.append(
                 sample_subjects(
-                    jax.random.fold_in(self.key, _FEMALE), p.n_female, sex="female"
+                    stream(self.key, "population.female"), p.n_female, sex="female"
                 )
             )
         return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
@@ -179,7 +178,7 @@ class PopulationDesign:
     def contrasts(self, s: int):
         """``(tissue, sequence, snr, index)`` of subject ``s``'s contrasts."""
         tissue, seq, snr, idx = seed2021_contrasts(
-            jax.random.fold_in(jax.random.fold_in(self.key, _CONTRASTS), s),
+            jax.random.fold_in(stream(self.key, "population.contrasts"), s),
             field=self.preset.field,
         )
         sel = jnp.asarray(self.preset.contrasts)
@@ -193,7 +192,12 @@ class PopulationDesign:
 
     def noise_key(self, label_set: int):
         """Key of label set ``s * 2 + phase``; contrast ``c`` folds in ``c``."""
-        return jax.random.fold_in(jax.random.fold_in(self.key, _NOISE), label_set)
+        return jax.random.fold_in(stream(self.key, "population.noise"), label_set)
+
+    def acquisition(self, snr=None) -> MRAcquisition:
+        """The preset's receive chain (noise by ``snr``, per record)."""
+        p = self.preset
+        return MRAcquisition(snr=snr, n_coils=p.n_coils, oversample=p.oversample)
 
     # ---- indexing
     def record_index(self, subject: int, phase: int, contrast: int) -> int:

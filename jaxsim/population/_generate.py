@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxsim.mr import acquire_cine, prepare_anatomy
+from jaxsim.mr import acquire_cine, contrast_keys, prepare_anatomy
 
 from ._design import PopulationDesign
 
@@ -31,17 +30,13 @@ class LabelSet:
     records: dict[str, np.ndarray]  # each (n_contrasts, ...)
 
 
-@partial(jax.jit, static_argnames=("oversample", "n_coils"))
-def _acquire_batch(
-    keys, tissue, sequence, snr, fractions, myo, maps, *, oversample, n_coils
-):
-    def one(key, t, s, r):
-        image, sigma, _ = acquire_cine(
-            key, fractions, myo, maps, t, s, r, oversample=oversample
-        )
+@jax.jit
+def _acquire_batch(keys, tissue, sequence, acquisition, anatomy):
+    def one(key, t, s, a):
+        image, sigma, _ = acquire_cine(key, anatomy, t, s, a)
         return image[0], sigma
 
-    return jax.vmap(one)(keys, tissue, sequence, snr)
+    return jax.vmap(one)(keys, tissue, sequence, acquisition)
 
 
 def _pad(tree, n):
@@ -80,31 +75,27 @@ def simulate_label_set(
     geometry = design.geometry(subject)
     cardiac_phase = design.cardiac_phases(subject)[phase]
     tissue, sequence, snr, idx = design.contrasts(s)
-    fractions, labels, myo, maps, _ = prepare_anatomy(
-        design.key, subject, geometry, (cardiac_phase,), p.n_coils, p.oversample
+    acquisition = design.acquisition(snr=snr)
+    anatomy = prepare_anatomy(
+        subject, geometry, acquisition, cardiac_phases=(cardiac_phase,)
     )
-    base = design.noise_key(label_set)
-    keys = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(base, c), 0))(
-        jnp.arange(design.n_contrasts)
-    )
+    keys = contrast_keys(design.noise_key(label_set), design.n_contrasts)
 
     devices = list(jax.local_devices() if devices is None else devices)
     mesh = Mesh(np.array(devices), ("contrast",))
     batch_sharding = NamedSharding(mesh, PartitionSpec("contrast"))
     replicated = NamedSharding(mesh, PartitionSpec())
-    anatomy = jax.device_put((fractions, myo, maps), replicated)
+    anatomy = jax.device_put(anatomy, replicated)
     step = -(-p.contrast_batch // len(devices)) * len(devices)
     images, sigmas = [], []
     for start in range(0, design.n_contrasts, step):
         stop = min(start + step, design.n_contrasts)
         batch = jax.tree_util.tree_map(
             lambda a: a[start:stop],  # noqa: B023
-            (keys, tissue, sequence, snr),
+            (keys, tissue, sequence, acquisition),
         )
         batch = jax.device_put(_pad(batch, step), batch_sharding)
-        img, sig = _acquire_batch(
-            *batch, *anatomy, oversample=p.oversample, n_coils=p.n_coils
-        )
+        img, sig = _acquire_batch(*batch, anatomy)
         images.append(np.asarray(img)[: stop - start])
         sigmas.append(np.asarray(sig)[: stop - start])
 
@@ -132,7 +123,7 @@ def simulate_label_set(
         subject=s,
         phase=phase,
         cardiac_phase=cardiac_phase,
-        labels=np.asarray(labels[0]),
+        labels=np.asarray(anatomy.labels[0]),
         images=np.concatenate(images).astype(np.float32),
         affine=np.asarray(geometry.affine, np.float64),
         records=records,

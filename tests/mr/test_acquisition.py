@@ -12,7 +12,9 @@ import pytest
 from jaxsim.geometry import ImageGeometry
 from jaxsim.kernels import bssfp_signal
 from jaxsim.mr import (
+    Anatomy,
     BSSFPSequence,
+    MRAcquisition,
     acquire_cine,
     cartesian_mask,
     coil_layout,
@@ -27,6 +29,7 @@ from jaxsim.mr import (
     tukey_window,
 )
 from jaxsim.phantoms import TISSUE_INDEX, TISSUES
+from jaxsim.random import stream
 
 X64 = bool(jax.config.read("jax_enable_x64"))
 T = len(TISSUES)
@@ -46,6 +49,17 @@ def _blocks(ny, nx, nz=1, oversample=1):
     return jnp.asarray(f), jnp.asarray(myo)
 
 
+def _acquire(key, f, myo, maps, props, seq, **acq):
+    """acquire_cine of synthetic fractions with MRAcquisition(**acq)."""
+    acq.setdefault("oversample", 1)
+    return_coils = acq.pop("return_coils", False)
+    labels = jnp.zeros((f.shape[0], *myo.shape), jnp.uint8)
+    anatomy = Anatomy(fractions=f, labels=labels, myo_mask=myo, coil_maps=maps)
+    return acquire_cine(
+        key, anatomy, props, seq, MRAcquisition(**acq), return_coils=return_coils
+    )
+
+
 def _geometry(shape=(2, 48, 48), spacing=(8.0, 2.0, 2.0)):
     return ImageGeometry.axis_aligned(
         center=(0.0, 0.0, 0.0), spacing=spacing, shape=shape
@@ -56,9 +70,7 @@ def test_uniform_coil_no_noise_no_crop_equals_kernel():
     f, myo = _blocks(16, 16)
     props, seq = default_tissue_properties(1.5), BSSFPSequence()
     maps = jnp.ones((1, 1, 16, 16), jnp.complex64)
-    image, sigma, _ = acquire_cine(
-        jax.random.key(0), f, myo, maps, props, seq, 1.0, oversample=1, with_noise=False
-    )
+    image, sigma, _ = _acquire(jax.random.key(0), f, myo, maps, props, seq)
     s = np.abs(
         np.asarray(bssfp_signal(props.pd, props.t1, props.t2, seq.tr, seq.te, seq.flip))
     )
@@ -156,9 +168,9 @@ def test_single_coil_snr_is_the_target():
     f, myo = _blocks(96, 96)
     props, seq = default_tissue_properties(1.5), BSSFPSequence()
     maps = jnp.ones((1, 1, 96, 96), jnp.complex64)
-    args = (f, myo, maps, props, seq, 20.0)
-    clean, _, _ = acquire_cine(jax.random.key(0), *args, oversample=1, with_noise=False)
-    noisy, sigma, _ = acquire_cine(jax.random.key(1), *args, oversample=1)
+    args = (f, myo, maps, props, seq)
+    clean, _, _ = _acquire(jax.random.key(0), *args)
+    noisy, sigma, _ = _acquire(jax.random.key(1), *args, snr=20.0)
     m = np.asarray(myo)
     mean = float(np.asarray(clean)[0][m].mean())
     noise_sd = float(np.std(np.asarray(noisy - clean)[0][m]))
@@ -171,10 +183,10 @@ def test_multicoil_sensitivity_combination_noise_follows_definition():
     f, myo = _blocks(96, 96)
     maps = coil_sensitivities(g, 6, ring_radius=200.0)
     props, seq = default_tissue_properties(1.5), BSSFPSequence()
-    args = (f, myo, maps, props, seq, 15.0)
-    kw = dict(oversample=1, combination="sensitivity", return_coils=True)
-    clean, _, cc = acquire_cine(jax.random.key(0), *args, with_noise=False, **kw)
-    noisy, sigma, nc = acquire_cine(jax.random.key(3), *args, **kw)
+    args = (f, myo, maps, props, seq)
+    kw = dict(n_coils=6, coil_combination="sensitivity", return_coils=True)
+    clean, _, cc = _acquire(jax.random.key(0), *args, **kw)
+    noisy, sigma, nc = _acquire(jax.random.key(3), *args, snr=15.0, **kw)
     # Per channel: complex noise with sigma per component.
     resid = np.asarray(nc - cc)
     np.testing.assert_allclose(np.std(resid.real), float(sigma), rtol=0.03)
@@ -196,9 +208,9 @@ def test_same_key_same_noise_and_different_key_different_noise():
     f, myo = _blocks(32, 32)
     props, seq = default_tissue_properties(1.5), BSSFPSequence()
     maps = jnp.ones((1, 1, 32, 32), jnp.complex64)
-    a = acquire_cine(jax.random.key(5), f, myo, maps, props, seq, 10.0, oversample=1)
-    b = acquire_cine(jax.random.key(5), f, myo, maps, props, seq, 10.0, oversample=1)
-    c = acquire_cine(jax.random.key(6), f, myo, maps, props, seq, 10.0, oversample=1)
+    a = _acquire(jax.random.key(5), f, myo, maps, props, seq, snr=10.0)
+    b = _acquire(jax.random.key(5), f, myo, maps, props, seq, snr=10.0)
+    c = _acquire(jax.random.key(6), f, myo, maps, props, seq, snr=10.0)
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.allclose(a[0], c[0])
 
@@ -212,21 +224,12 @@ def test_undersampling_mask_and_zero_filling():
     f, myo = jnp.swapaxes(f, -1, -2), jnp.swapaxes(myo, -1, -2)
     props, seq = default_tissue_properties(1.5), BSSFPSequence()
     maps = jnp.ones((1, 1, 64, 64), jnp.complex64)
-    full, _, _ = acquire_cine(
-        jax.random.key(0), f, myo, maps, props, seq, 1.0, oversample=1, with_noise=False
-    )
-    under, _, _ = acquire_cine(
-        jax.random.key(0),
-        f,
-        myo,
-        maps,
-        props,
-        seq,
-        1.0,
-        jnp.asarray(mask),
-        oversample=1,
-        with_noise=False,
-    )
+    key = jax.random.key(0)
+    full, _, _ = _acquire(key, f, myo, maps, props, seq)
+    under, _, _ = _acquire(key, f, myo, maps, props, seq, acceleration=4.0)
+    # The acquisition draws its mask from the key's "mr.mask" stream.
+    mask = np.asarray(cartesian_mask(stream(key, "mr.mask"), 64, 4.0, center_lines=16))
+    assert mask.sum() == 16
     # Zero filling keeps exactly the sampled lines' energy (Parseval).
     k = np.asarray(fft2c(jnp.asarray(full[0, 0], jnp.complex64)))
     kept = np.sum(np.abs(k[mask]) ** 2)
@@ -238,53 +241,13 @@ def test_transient_sequence_and_b0_field_change_contrast():
     f, myo = _blocks(16, 16)
     props = default_tissue_properties(1.5)
     maps = jnp.ones((1, 1, 16, 16), jnp.complex64)
-    steady, _, _ = acquire_cine(
-        jax.random.key(0),
-        f,
-        myo,
-        maps,
-        props,
-        BSSFPSequence(),
-        1.0,
-        oversample=1,
-        with_noise=False,
-    )
-    early, _, _ = acquire_cine(
-        jax.random.key(0),
-        f,
-        myo,
-        maps,
-        props,
-        BSSFPSequence(dummy_pulses=5),
-        1.0,
-        oversample=1,
-        with_noise=False,
-    )
-    late, _, _ = acquire_cine(
-        jax.random.key(0),
-        f,
-        myo,
-        maps,
-        props,
-        BSSFPSequence(dummy_pulses=20000),
-        1.0,
-        oversample=1,
-        with_noise=False,
-    )
+    key, args = jax.random.key(0), (f, myo, maps, props)
+    steady, _, _ = _acquire(key, *args, BSSFPSequence())
+    early, _, _ = _acquire(key, *args, BSSFPSequence(dummy_pulses=5))
+    late, _, _ = _acquire(key, *args, BSSFPSequence(dummy_pulses=20000))
     np.testing.assert_allclose(late, steady, rtol=2e-4)
     assert not np.allclose(early, steady, rtol=1e-2)
-    banded, _, _ = acquire_cine(
-        jax.random.key(0),
-        f,
-        myo,
-        maps,
-        props,
-        BSSFPSequence(),
-        1.0,
-        oversample=1,
-        with_noise=False,
-        b0_std=150.0,
-    )
+    banded, _, _ = _acquire(key, *args, BSSFPSequence(), b0_std=150.0)
     # Off-resonance can only lower the alternating-phase on-resonance maximum
     # region here, and it must vary across the field of view.
     assert np.std(np.asarray(banded)[0, 0, :, :8]) > 1e-3
@@ -299,18 +262,8 @@ def test_gradients_wrt_tissue_and_flip_match_finite_differences():
     def loss(t1_myo, flip):
         p = type(props)(props.pd, props.t1.at[MYO].set(t1_myo), props.t2)
         seq = BSSFPSequence(flip=flip)
-        img, _, _ = acquire_cine(
-            jax.random.key(0),
-            f,
-            myo,
-            maps,
-            p,
-            seq,
-            1.0,
-            oversample=2,
-            with_noise=False,
-            tukey_alpha=0.5,
-        )
+        key = jax.random.key(0)
+        img, _, _ = _acquire(key, f, myo, maps, p, seq, oversample=2, tukey_alpha=0.5)
         return jnp.mean(img)
 
     x = (jnp.asarray(0.95), jnp.asarray(math.radians(60)))

@@ -11,6 +11,7 @@ import pytest
 
 from jaxsim.mr import (
     BSSFPSequence,
+    MRAcquisition,
     default_tissue_properties,
     seed2021_contrasts,
     simulate_cine,
@@ -24,6 +25,13 @@ from jaxsim.phantoms import (
 )
 
 SHAPE, SPACING = (2, 48, 48), (10.0, 2.5, 2.5)
+
+
+def _swapped_relaxation():
+    p = default_tissue_properties(1.5)
+    return dataclasses.replace(p, t1=p.t2, t2=p.t1)
+
+
 MYO, LV = TISSUE_INDEX["lv_myocardium"], TISSUE_INDEX["lv_blood"]
 
 
@@ -52,7 +60,9 @@ def test_image_and_labels_shapes_and_motion(subject, geometry):
 
 def test_realised_myocardial_snr_single_coil(subject, geometry):
     clean = simulate_cine(jax.random.key(1), subject, geometry)
-    noisy = simulate_cine(jax.random.key(1), subject, geometry, snr=20.0)
+    noisy = simulate_cine(
+        jax.random.key(1), subject, geometry, acquisition=MRAcquisition(snr=20.0)
+    )
     m = np.asarray(clean.labels[0]) == MYO
     signal = np.asarray(clean.image[0])[m].mean()
     noise = np.std(np.asarray(noisy.image[0] - clean.image[0])[m])
@@ -61,8 +71,9 @@ def test_realised_myocardial_snr_single_coil(subject, geometry):
 
 
 def test_same_key_same_image(subject, geometry):
-    a = simulate_cine(jax.random.key(3), subject, geometry, snr=15.0, n_coils=4)
-    b = simulate_cine(jax.random.key(3), subject, geometry, snr=15.0, n_coils=4)
+    acq = MRAcquisition(snr=15.0, n_coils=4)
+    a = simulate_cine(jax.random.key(3), subject, geometry, acquisition=acq)
+    b = simulate_cine(jax.random.key(3), subject, geometry, acquisition=acq)
     np.testing.assert_array_equal(a.image, b.image)
 
 
@@ -74,7 +85,12 @@ def test_gradient_wrt_anatomy_matches_finite_difference(subject, geometry):
     def total_signal(edv):
         s = dataclasses.replace(subject, edv=edv)
         img = simulate_cine(
-            jax.random.key(0), s, geometry, tissue=props, sequence=seq, oversample=1
+            jax.random.key(0),
+            s,
+            geometry,
+            tissue=props,
+            sequence=seq,
+            acquisition=MRAcquisition(oversample=1),
         ).image
         return jnp.sum(img)
 
@@ -89,7 +105,12 @@ def test_gradient_wrt_anatomy_matches_finite_difference(subject, geometry):
 def test_contrasts_batch_matches_single_contrast(subject, geometry):
     tissue, seq, snr, _ = seed2021_contrasts(jax.random.key(0))
     batch = simulate_cine_contrasts(
-        jax.random.key(9), subject, geometry, tissue=tissue, sequence=seq, snr=snr
+        jax.random.key(9),
+        subject,
+        geometry,
+        tissue=tissue,
+        sequence=seq,
+        acquisition=MRAcquisition(snr=snr),
     )
     assert batch.image.shape == (27, 1, *SHAPE) and batch.noise_std.shape == (27,)
     c = 13
@@ -99,7 +120,7 @@ def test_contrasts_batch_matches_single_contrast(subject, geometry):
         geometry,
         tissue=jax.tree_util.tree_map(lambda x: x[c], tissue),
         sequence=jax.tree_util.tree_map(lambda x: x[c], seq),
-        snr=float(snr[c]),
+        acquisition=MRAcquisition(snr=float(snr[c])),
     )
     np.testing.assert_allclose(batch.image[c], one.image, rtol=1e-4, atol=1e-6)
 
@@ -107,15 +128,33 @@ def test_contrasts_batch_matches_single_contrast(subject, geometry):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"snr": 0.0}, "snr"),
-        ({"n_coils": 0}, "n_coils"),
-        ({"oversample": 0}, "oversample"),
+        ({"acquisition": MRAcquisition(snr=0.0)}, "snr"),
+        ({"acquisition": MRAcquisition(snr=10.0, noise_std=1.0)}, "not both"),
+        ({"acquisition": MRAcquisition(b0_std=-1.0)}, "b0_std"),
+        ({"acquisition": MRAcquisition(tukey_alpha=1.5)}, "tukey_alpha"),
+        ({"acquisition": MRAcquisition(acceleration=0.5)}, "acceleration"),
         ({"cardiac_phases": (1.0,)}, "cardiac_phases"),
-        ({"coil_combination": "sos"}, "coil_combination"),
-        ({"acceleration": 0.5}, "acceleration"),
-        ({"sequence": BSSFPSequence(te=5e-3)}, "te must lie in"),
+        ({"sequence": BSSFPSequence(te=5e-3)}, "TE must not exceed TR"),
+        ({"sequence": BSSFPSequence(flip=4.0)}, "flip"),
+        ({"tissue": _swapped_relaxation()}, "T2 must not exceed T1"),
+        ({"acquisition": "snr=20"}, "MRAcquisition"),
     ],
 )
 def test_invalid_arguments_raise(subject, geometry, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         simulate_cine(jax.random.key(0), subject, geometry, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_coils": 0}, "n_coils"),
+        ({"oversample": 0}, "oversample"),
+        ({"oversample": 9}, "oversample"),
+        ({"coil_combination": "sos"}, "coil_combination"),
+        ({"center_lines": 1.5}, "center_lines"),
+    ],
+)
+def test_invalid_static_acquisition_fields_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MRAcquisition(**kwargs)

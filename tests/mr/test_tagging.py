@@ -18,7 +18,9 @@ import pytest
 from jaxsim.io import read_image_label_h5
 from jaxsim.kernels import spamm_mz, tag_fading
 from jaxsim.mr import (
+    Anatomy,
     CineResult,
+    MRAcquisition,
     TaggingSequence,
     acquire_tagged,
     cartesian_mask,
@@ -26,8 +28,8 @@ from jaxsim.mr import (
     default_tissue_properties,
     fft2c,
     simulate_tagged,
+    smooth_field,
 )
-from jaxsim.mr._cine import _smooth_field
 from jaxsim.phantoms import (
     TISSUE_INDEX,
     TISSUES,
@@ -36,6 +38,7 @@ from jaxsim.phantoms import (
     end_systolic_phase,
     short_axis_geometry,
 )
+from jaxsim.random import stream
 
 SHAPE, SPACING = (2, 48, 48), (10.0, 2.5, 2.5)  # the cine tests' grid
 TAG = 10.0  # mm
@@ -56,12 +59,15 @@ def geometry(subject):
 def frames(subject, geometry):
     """Line tags along x at ED and ES, and the same without tags (flip 0)."""
     es = float(end_systolic_phase(subject))
-    kw = dict(
-        cardiac_phases=(0.0, es), tag_spacing=TAG, grid=False, angle=0.0, oversample=1
-    )
+    kw = dict(cardiac_phases=(0.0, es), acquisition=MRAcquisition(oversample=1))
     key = jax.random.key(0)
-    tagged = simulate_tagged(key, subject, geometry, flip_total=math.pi / 2, **kw)
-    plain = simulate_tagged(key, subject, geometry, flip_total=0.0, **kw)
+    seq = TaggingSequence(tag_spacing=TAG, grid=False, angle=0.0)
+    tagged = simulate_tagged(
+        key, subject, geometry, sequence=seq.replace(flip_total=math.pi / 2), **kw
+    )
+    plain = simulate_tagged(
+        key, subject, geometry, sequence=seq.replace(flip_total=0.0), **kw
+    )
     return es, tagged, plain
 
 
@@ -167,6 +173,25 @@ def _synthetic(n_frames=2, n=16, dtype=jnp.float32):
     return fr, (u, v), myo, maps
 
 
+def _acquire(key, fr, uv, myo, maps, props, seq, times, washout=0.1, **acq):
+    """acquire_tagged of synthetic fractions with MRAcquisition(**acq)."""
+    acq.setdefault("oversample", 1)
+    return_coils = acq.pop("return_coils", False)
+    labels = jnp.zeros((fr.shape[0], *myo.shape), jnp.uint8)
+    anatomy = Anatomy(fractions=fr, labels=labels, myo_mask=myo, coil_maps=maps)
+    return acquire_tagged(
+        key,
+        anatomy,
+        uv,
+        props,
+        seq,
+        times,
+        MRAcquisition(**acq),
+        washout,
+        return_coils=return_coils,
+    )
+
+
 def test_acquire_tagged_gradients_finite():
     fr, uv, myo, maps = _synthetic()
     tissue = default_tissue_properties()
@@ -175,8 +200,8 @@ def test_acquire_tagged_gradients_finite():
     def loss(t1, flip, spacing):
         tis = TaggingSequence(tag_spacing=spacing, flip_total=flip)
         props = tissue.__class__(tissue.pd, t1, tissue.t2)
-        img = acquire_tagged(
-            jax.random.key(1), fr, uv, myo, maps, props, tis, times, 20.0, oversample=1
+        img = _acquire(
+            jax.random.key(1), fr, uv, myo, maps, props, tis, times, snr=20.0
         )[0]
         return jnp.sum(img)
 
@@ -196,19 +221,7 @@ def test_acquire_tagged_single_tissue_is_kernel_chain():
     fr = jnp.zeros_like(fr).at[:, i].set(1.0)
     seq = TaggingSequence(tag_spacing=6.0, flip_total=1.0, grid=False)
     times = jnp.asarray([0.0, 0.25])
-    img = acquire_tagged(
-        jax.random.key(0),
-        fr,
-        uv,
-        myo,
-        maps,
-        tis,
-        seq,
-        times,
-        1.0,
-        oversample=1,
-        with_noise=False,
-    )[0]
+    img = _acquire(jax.random.key(0), fr, uv, myo, maps, tis, seq, times)[0]
     mz = spamm_mz(uv[0][0, 0], spacing=6.0, flip_total=1.0) * tis.pd[i]
     want = [
         tag_fading(mz, t, t1=tis.t1[i], m0=tis.pd[i], flip=seq.readout_flip, tr=seq.tr)
@@ -219,26 +232,12 @@ def test_acquire_tagged_single_tissue_is_kernel_chain():
     np.testing.assert_allclose(img[:, 0], np.stack(want), rtol=1e-4, atol=1e-6)
 
 
-def _tagged_coils(key, mask=None, **kw):
+def _tagged_coils(key, **kw):
     """Noise-free single-coil tagged frames of the synthetic grid, with coil images."""
     fr, uv, myo, maps = _synthetic(n=16)
     seq = TaggingSequence(tag_spacing=6.0, flip_total=1.0, grid=False)
-    return acquire_tagged(
-        key,
-        fr,
-        uv,
-        myo,
-        maps,
-        default_tissue_properties(),
-        seq,
-        jnp.asarray([0.0, 0.25]),
-        1.0,
-        mask,
-        oversample=1,
-        with_noise=False,
-        return_coils=True,
-        **kw,
-    )
+    props, times = default_tissue_properties(), jnp.asarray([0.0, 0.25])
+    return _acquire(key, fr, uv, myo, maps, props, seq, times, return_coils=True, **kw)
 
 
 def test_acquire_tagged_b0_adds_only_the_gradient_echo_phase():
@@ -247,7 +246,7 @@ def test_acquire_tagged_b0_adds_only_the_gradient_echo_phase():
     shifted, _, coils = _tagged_coils(key, b0_std=30.0)
     # |exp(i phi)| = 1: magnitudes unchanged; the phase is 2 pi df TE per voxel
     np.testing.assert_allclose(shifted, plain, rtol=1e-5, atol=1e-7)
-    df = _smooth_field(jax.random.fold_in(key, 1), (1, 16, 16), 30.0)
+    df = smooth_field(stream(key, "mr.b0"), (1, 16, 16), 30.0)
     want = np.exp(2j * np.pi * TaggingSequence().te * np.asarray(df))
     ratio = np.asarray(coils[:, 0]) / np.asarray(plain_coils[:, 0])
     np.testing.assert_allclose(ratio, np.broadcast_to(want, ratio.shape), atol=1e-4)
@@ -258,15 +257,16 @@ def test_acquire_tagged_bias_multiplies_the_image():
     key = jax.random.key(5)
     plain = _tagged_coils(key)[0]
     biased = _tagged_coils(key, bias_std=0.3)[0]
-    log_bias = _smooth_field(jax.random.fold_in(key, 2), (1, 16, 16), 0.3)
+    log_bias = smooth_field(stream(key, "mr.bias"), (1, 16, 16), 0.3)
     bias = np.exp(np.asarray(log_bias))
     np.testing.assert_allclose(biased, plain * bias, rtol=1e-4, atol=1e-7)
     assert np.ptp(bias) > 0.1
 
 
 def test_acquire_tagged_undersampling_zero_fills_unsampled_lines():
-    mask = cartesian_mask(jax.random.key(6), 16, 2.0, center_lines=4)
-    coils = _tagged_coils(jax.random.key(7), mask)[2]
+    key = jax.random.key(7)
+    coils = _tagged_coils(key, acceleration=2.0, center_lines=4)[2]
+    mask = cartesian_mask(stream(key, "mr.mask"), 16, 2.0, center_lines=4)
     k = np.abs(np.asarray(fft2c(coils)))  # (P, C, nz, ny, nx)
     missing = ~np.asarray(mask)
     assert missing.any() and k[..., ~missing, :].max() > 0
@@ -274,12 +274,16 @@ def test_acquire_tagged_undersampling_zero_fills_unsampled_lines():
 
 
 def test_simulate_tagged_accepts_the_cine_acquisition_options(subject, geometry):
-    kw = dict(cardiac_phases=(0.0,), oversample=1, tag_spacing=TAG)
+    seq = TaggingSequence(tag_spacing=TAG)
+    kw = dict(cardiac_phases=(0.0,), sequence=seq)
     key = jax.random.key(8)
-    full = simulate_tagged(key, subject, geometry, **kw).image
-    fast = simulate_tagged(key, subject, geometry, acceleration=2.0, **kw).image
-    biased = simulate_tagged(key, subject, geometry, bias_std=0.2, b0_std=20.0, **kw)
-    for img in (fast, biased.image):
+
+    def run(**acq):
+        acq = MRAcquisition(oversample=1, **acq)
+        return simulate_tagged(key, subject, geometry, acquisition=acq, **kw).image
+
+    full = run()
+    for img in (run(acceleration=2.0), run(bias_std=0.2, b0_std=20.0)):
         assert img.shape == full.shape and np.all(np.isfinite(np.asarray(img)))
         assert not np.allclose(img, full)
 
@@ -287,15 +291,16 @@ def test_simulate_tagged_accepts_the_cine_acquisition_options(subject, geometry)
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(tag_spacing=0.0), "tag_spacing"),
-        (dict(flip_total=-1.0), "flip_total"),
-        (dict(readout_flip=2.0), "readout_flip"),
-        (dict(weights=(1, -1)), "weights"),
+        (dict(sequence=TaggingSequence(tag_spacing=0.0)), "tag_spacing"),
+        (dict(sequence=TaggingSequence(flip_total=-1.0)), "flip_total"),
+        (dict(sequence=TaggingSequence(readout_flip=2.0)), "readout_flip"),
+        (dict(sequence=TaggingSequence(te=5e-3)), "TE must not exceed TR"),
+        (dict(sequence=TaggingSequence(weights=(1, -1))), "weights"),
         (dict(cardiac_phases=(1.2,)), "cardiac_phases"),
         (dict(blood_washout=0.0), "blood_washout"),
-        (dict(acceleration=0.5), "acceleration"),
-        (dict(b0_std=-1.0), "b0_std"),
-        (dict(bias_std=-0.1), "bias_std"),
+        (dict(acquisition=MRAcquisition(acceleration=0.5)), "acceleration"),
+        (dict(acquisition=MRAcquisition(b0_std=-1.0)), "b0_std"),
+        (dict(acquisition=MRAcquisition(bias_std=-0.1)), "bias_std"),
     ],
 )
 def test_simulate_tagged_errors(subject, geometry, kwargs, match):

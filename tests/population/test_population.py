@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxsim.io import Database, export_nnunet, generate_database, merge_databases
-from jaxsim.mr import simulate_cine
+from jaxsim.mr import MRAcquisition, simulate_cine
 from jaxsim.phantoms import TISSUE_INDEX
 from jaxsim.population import PRESETS, PopulationDesign, parse_shard, simulate_label_set
 
@@ -66,9 +66,7 @@ def test_database_round_trip_and_records_match_simulate_cine(tiny_design, tiny_d
         cardiac_phases=(design.cardiac_phases(subject)[1],),
         tissue=jax.tree_util.tree_map(pick, tissue),
         sequence=jax.tree_util.tree_map(pick, seq),
-        snr=float(snr[2]),
-        n_coils=2,
-        oversample=1,
+        acquisition=MRAcquisition(snr=float(snr[2]), n_coils=2, oversample=1),
     )
     np.testing.assert_allclose(image, ref.image[0], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(labels, ref.labels[0])
