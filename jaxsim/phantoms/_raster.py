@@ -86,27 +86,34 @@ def _occupancy(d, width):
     return t * t * (3.0 - 2.0 * t)
 
 
-def _point_fractions(subject, pose, chambers, p, width, respiratory_phase):
-    """Per-tissue fractions (list, ``None`` for absent tissues) at points ``p``."""
+def _running_min(d):
+    """Cumulative minimum over the first axis (XLA:CPU lowers ``lax.cummin`` to a
+    quadratic reduce-window; an associative scan is log-depth elementwise)."""
+    return jax.lax.associative_scan(jnp.minimum, d, axis=0)
+
+
+def _point_fractions(subject, pose, chambers, p, width, respiratory_phase, full):
+    """Per-tissue fractions ``(T, *full)`` at points ``p`` (broadcast to ``full``).
+
+    The layers' distances are stacked and reduced together (a cumulative minimum
+    over the layer axis, one occupancy, differences, a layer-to-tissue sum): a
+    chain of per-layer minima written out one by one lets XLA fuse every
+    tissue's whole chain into its own output, a graph that grows with the
+    square of the layer count and compiles slowly, above all under ``grad``.
+    """
     layers = (
         [(t, chambers[n]) for n, t in enumerate(CHAMBER_TISSUES)]
         + vessel_layers(subject, pose, p)
         + [(TISSUE_INDEX["fat"], chambers[6])]
         + torso_layers(subject, p, respiratory_phase)
     )
-    fractions = [None] * len(TISSUES)
-    union = None
-    occupied = 0.0
-    for tissue, d in layers:
-        union = d if union is None else jnp.minimum(union, d)
-        occ = _occupancy(union, width)
-        part = occ - occupied
-        fractions[tissue] = (
-            part if fractions[tissue] is None else fractions[tissue] + part
-        )
-        occupied = occ
-    fractions[0] = 1.0 - occupied
-    return fractions
+    d = jnp.stack([jnp.broadcast_to(dist, full) for _, dist in layers])
+    occupied = _occupancy(_running_min(d), width)  # (K, *full)
+    parts = jnp.diff(occupied, axis=0, prepend=jnp.zeros_like(occupied[:1]))
+    to_tissue = np.zeros((len(TISSUES), len(layers)), np.float32)
+    to_tissue[[t for t, _ in layers], np.arange(len(layers))] = 1.0
+    fractions = jnp.tensordot(jnp.asarray(to_tissue, d.dtype), parts, axes=1)
+    return fractions.at[0].add(1.0 - occupied[-1])
 
 
 def _near(geometry, k, j0, rows, centre, radius):
@@ -157,14 +164,10 @@ def _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion):
 
     near = _near(geometry, k, j0, rows, *chamber_bounds(subject, pose))
     distances = jax.lax.cond(near, chambers, far)
-    fractions = _point_fractions(subject, pose, distances, points, width, resp)
-    zero = jnp.zeros((rows, nx), dtype)
-    return jnp.stack(
-        [
-            zero if f is None else jnp.mean(jnp.broadcast_to(f, full), axis=0)
-            for f in fractions
-        ]
-    )
+    fractions = _point_fractions(
+        subject, pose, distances, points, width, resp, full
+    )  # (T, S, rows, nx)
+    return jnp.mean(fractions, axis=1)
 
 
 def _sub_offsets(supersample):
