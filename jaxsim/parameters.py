@@ -44,6 +44,8 @@ __all__ = [
     "from_unconstrained",
     "unconstrained_size",
     "field_slices",
+    "field_to_unconstrained",
+    "field_from_unconstrained",
 ]
 
 Bound = float | Callable[[dict], jax.Array] | None
@@ -199,7 +201,8 @@ def from_unconstrained(vector, template):
 
     Returns:
         A pytree like ``template`` whose learnable fields have the vector's batch
-        axes; every value lies inside its field's interval.
+        axes (data fields are broadcast to them); every value lies inside its
+        field's interval.
     """
     spec = parameter_spec(template)
     vector = jnp.asarray(vector)
@@ -219,4 +222,41 @@ def from_unconstrained(vector, template):
         low = _bound(f.low, values, dtype)
         high = _bound(f.high, values, dtype)
         values[f.name] = _forward(u, low, high)
+    for name in spec.data:  # data leaves follow the vector's batch axes
+        value = getattr(template, name)
+        shape = jnp.shape(value)
+        if batch and shape[: len(batch)] != batch:
+            values[name] = jnp.broadcast_to(value, (*batch, *shape))
     return dataclasses.replace(template, **values)
+
+
+def _field(cls, name: str) -> FieldBounds:
+    for f in parameter_spec(cls).fields:
+        if f.name == name:
+            return f
+    raise ValueError(f"{cls.__name__} has no learnable field {name!r}")
+
+
+def field_to_unconstrained(cls, name: str, value, values: dict | None = None):
+    """One field's unconstrained value (elementwise), e.g. a fitted flip angle.
+
+    Args:
+        cls: the registered pytree class.
+        name: the field.
+        value: its physical value(s).
+        values: other fields' values its bounds depend on (if any).
+    """
+    f = _field(cls, name)
+    value = jnp.asarray(value)
+    dtype = jnp.result_type(float, value)
+    low, high = (_bound(b, values or {}, dtype) for b in (f.low, f.high))
+    return _inverse(value.astype(dtype), low, high)
+
+
+def field_from_unconstrained(cls, name: str, u, values: dict | None = None):
+    """Inverse of :func:`field_to_unconstrained`: always inside the interval."""
+    f = _field(cls, name)
+    u = jnp.asarray(u)
+    dtype = jnp.result_type(float, u)
+    low, high = (_bound(b, values or {}, dtype) for b in (f.low, f.high))
+    return _forward(u.astype(dtype), low, high)

@@ -179,7 +179,12 @@ def _hessian_fd(grad, theta, step):
 
 
 def _laplace(hess, theta, flip):
-    """Posterior std of the physical parameters from the Hessian at ``theta``."""
+    """Posterior std of the physical parameters from the Hessian at ``theta``.
+
+    The covariance in the optimiser's coordinates is the inverse Hessian; the
+    physical covariance follows by the delta method through the Jacobian of the
+    bijection (:func:`from_unconstrained`).
+    """
     vec, unravel = ravel_pytree(theta)
     hess = np.asarray(0.5 * (hess + hess.T), np.float64)
     lam, vecs = np.linalg.eigh(hess)
@@ -189,18 +194,14 @@ def _laplace(hess, theta, flip):
     floor = max(np.abs(lam).max(), 1.0) * 1e-8
     clipped = int(np.sum(lam < floor))
     cov = (vecs / np.maximum(np.abs(lam), floor)) @ vecs.T
-    std_u = unravel(jnp.asarray(np.sqrt(np.diag(cov)), vec.dtype))
     value = from_unconstrained(theta, flip=flip)
-    out = {}
-    for f in dataclasses.fields(FitParameters):
-        k = f.name
-        if k == "bias":
-            out[k] = std_u[k]
-        elif k in std_u:  # log-parameterised: delta method
-            out[k] = getattr(value, k) * std_u[k]
-        else:
-            out[k] = jnp.zeros_like(getattr(value, k))
-    return FitParameters(**out), clipped
+    flat_value, unravel_value = ravel_pytree(value)
+    jac = jax.jacfwd(
+        lambda v: ravel_pytree(from_unconstrained(unravel(v), flip=flip))[0]
+    )(vec)
+    jac = np.asarray(jac, np.float64)
+    std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, cov, jac), 0.0))
+    return unravel_value(jnp.asarray(std, flat_value.dtype)), clipped
 
 
 def _optimiser(objective, steps, learning_rate):
@@ -337,12 +338,16 @@ def fit_histograms(
     objective = make_objective(
         data, sequence, prior, key=k_noise, data_weight=data_weight
     )
-    theta0 = to_unconstrained(initial, fit_flip=fit_flip)
     if sigma_hat is not None and np.isfinite(sigma_hat) and sigma_hat > 0:
-        theta0["sigma"] = jnp.log(jnp.asarray(sigma_hat, theta0["sigma"].dtype))
-    starts = [theta0] + [
-        prior.sample(jax.random.fold_in(k_start, r), theta0) for r in range(1, restarts)
+        start = dataclasses.replace(
+            initial, sigma=jnp.asarray(sigma_hat, initial.sigma.dtype)
+        )
+    else:
+        start = initial
+    starts = [start] + [
+        prior.sample(jax.random.fold_in(k_start, r), start) for r in range(1, restarts)
     ]
+    starts = [to_unconstrained(p, fit_flip=fit_flip) for p in starts]
     opt, step = _optimiser(objective, steps, learning_rate)
     ends, final, history = _optimise(opt, step, starts, steps, progress)
     best = int(np.nanargmin(final))

@@ -1,8 +1,13 @@
 """The MAP objective: a distribution-matching likelihood plus literature priors.
 
-Parameters are optimised unconstrained: ``log`` of every positive quantity (PD, T1,
-T2, flip, scale, sigma, partial-volume width) and the raw bias coefficients. The
-priors are Gaussian in that space:
+Parameters are optimised unconstrained. PD, T1 and T2 go through the tissue
+properties' bijection of :mod:`jaxsim.parameters` (the ranges of
+:data:`jaxsim.mr.PROPERTY_RANGES`: every step is a physically valid tissue, T2 <= T1
+included) and the flip through the sequence's (:data:`jaxsim.mr.SEQUENCE_RANGES`);
+the fit's own positive quantities (scale, sigma, partial-volume widths, class
+heterogeneity) are log-parameterised and the bias coefficients are raw. The
+priors are Gaussian in the logs of the physical values (whatever the
+optimiser's coordinates):
 
 * PD, T1, T2 of every fitted class: ``log x ~ N(log mean, (std / mean)^2)`` with the
   mean and standard deviation of :func:`jaxsim.mr.default_tissue_properties` and
@@ -33,68 +38,92 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.mr import BSSFPSequence, default_tissue_properties, tissue_property_std
-from jaxsim.phantoms import TISSUES
+from jaxsim.labels import TISSUES
+from jaxsim.mr import (
+    BSSFPSequence,
+    TissueProperties,
+    default_tissue_properties,
+    tissue_property_std,
+)
+from jaxsim.parameters import (
+    field_from_unconstrained,
+    field_to_unconstrained,
+)
+from jaxsim.parameters import from_unconstrained as parameter_tree
+from jaxsim.parameters import to_unconstrained as parameter_vector
 
 from ._data import FitData
 from ._model import N_BIAS, FitParameters, render
 
 __all__ = ["Prior", "make_prior", "to_unconstrained", "from_unconstrained"]
 
-_POSITIVE = (
-    "pd",
-    "t1",
-    "t2",
-    "flip",
-    "scale",
-    "sigma",
-    "pv_width",
-    "pv_width_z",
-    "texture",
-)
+_LOG = ("scale", "sigma", "pv_width", "pv_width_z", "texture")
+_PRIOR_LOG = ("pd", "t1", "t2", "flip", "sigma", "pv_width", "pv_width_z", "texture")
 _SIGMA_REL_FLOOR = 0.02  # floor of the noise estimate's relative standard error
 _SMOOTH = 0.02  # rho's smoothing, in units of each class's spread
 
 
 def to_unconstrained(params: FitParameters, *, fit_flip: bool) -> dict:
-    """The optimiser's view: logs of positive values, raw bias coefficients."""
-    out = {k: jnp.log(getattr(params, k)) for k in _POSITIVE}
+    """The optimiser's view: the shared bijections for tissue properties (and
+    flip), logs of the fit's positive values, raw bias coefficients."""
+    out = {"tissue": parameter_vector(params.tissue())}
+    out.update({k: jnp.log(getattr(params, k)) for k in _LOG})
     out["bias"] = params.bias
-    if not fit_flip:
-        del out["flip"]
+    if fit_flip:
+        out["flip"] = field_to_unconstrained(BSSFPSequence, "flip", params.flip)
     return out
 
 
 def from_unconstrained(theta: dict, *, flip) -> FitParameters:
     """Inverse of :func:`to_unconstrained`; ``flip`` is used when not fitted."""
-    values = {k: jnp.exp(theta[k]) for k in _POSITIVE if k in theta}
-    values.setdefault("flip", jnp.asarray(flip))
-    return FitParameters(bias=theta["bias"], **values)
+    n = theta["tissue"].shape[-1] // 3
+    template = TissueProperties(*(jnp.zeros(n, theta["tissue"].dtype),) * 3)
+    tissue = parameter_tree(theta["tissue"], template)
+    values = {k: jnp.exp(theta[k]) for k in _LOG}
+    if "flip" in theta:
+        values["flip"] = field_from_unconstrained(BSSFPSequence, "flip", theta["flip"])
+    else:
+        values["flip"] = jnp.asarray(flip)
+    return FitParameters(
+        pd=tissue.pd, t1=tissue.t1, t2=tissue.t2, bias=theta["bias"], **values
+    )
 
 
 class Prior:
-    """Gaussian prior in the unconstrained space (means and standard deviations)."""
+    """Gaussian prior in the logs of the physical values (bias: raw), with means
+    and standard deviations per field."""
 
     def __init__(self, mean: dict, std: dict):
         self.mean = mean
         self.std = std
 
-    def neg_log(self, theta: dict):
+    @staticmethod
+    def _coordinates(params: FitParameters) -> dict:
+        out = {k: jnp.log(getattr(params, k)) for k in _PRIOR_LOG}
+        out["bias"] = params.bias
+        return out
+
+    def neg_log(self, params: FitParameters, *, fit_flip: bool = True):
+        x = self._coordinates(params)
         total = 0.0
         for k, mu in self.mean.items():
-            if k in theta:
-                z = (theta[k] - mu) / self.std[k]
-                total = total + 0.5 * jnp.sum(z * z)
+            if k == "flip" and not fit_flip:
+                continue
+            z = (x[k] - mu) / self.std[k]
+            total = total + 0.5 * jnp.sum(z * z)
         return total
 
-    def sample(self, key, theta: dict, spread: float = 1.0) -> dict:
-        """Perturb ``theta`` by ``spread`` prior standard deviations (restarts)."""
-        out = dict(theta)
+    def sample(self, key, params: FitParameters, spread: float = 1.0) -> FitParameters:
+        """``params`` with each prior coordinate perturbed by ``spread`` prior
+        standard deviations (at most 0.7 in log units): restart points."""
+        x = self._coordinates(params)
         for i, k in enumerate(sorted(self.mean)):
-            if k in theta:
-                noise = jax.random.normal(jax.random.fold_in(key, i), theta[k].shape)
-                out[k] = theta[k] + spread * jnp.minimum(self.std[k], 0.7) * noise
-        return out
+            noise = jax.random.normal(jax.random.fold_in(key, i), x[k].shape)
+            x[k] = x[k] + spread * jnp.minimum(self.std[k], 0.7) * noise
+        values = {k: jnp.exp(x[k]) for k in _PRIOR_LOG}
+        values["scale"] = params.scale
+        values["bias"] = x["bias"]
+        return FitParameters(**values)
 
 
 def make_prior(
@@ -158,6 +187,6 @@ def make_objective(
     def objective(theta):
         params = from_unconstrained(theta, flip=sequence.flip)
         nll = jnp.sum(data_term(params, data, sequence, key))
-        return data_weight * nll + prior.neg_log(theta)
+        return data_weight * nll + prior.neg_log(params, fit_flip="flip" in theta)
 
     return objective
