@@ -122,24 +122,27 @@ def _loop_maps(points, centres, normals, radius, n_segments):
     return jax.lax.map(lambda cn: one(*cn), (centres, normals))
 
 
-@partial(jax.jit, static_argnames=("shape",))
+def _linear_weights(n: int, m: int) -> np.ndarray:
+    """``(n, m)`` weights of linear interpolation from ``m`` lattice points spanning
+    indices ``[0, n - 1]`` to the ``n`` integer indices."""
+    x = np.linspace(0.0, m - 1.0, n)
+    lo = np.minimum(np.floor(x).astype(int), m - 2)
+    frac = x - lo
+    w = np.zeros((n, m))
+    w[np.arange(n), lo] = 1.0 - frac
+    w[np.arange(n), lo + 1] += frac
+    return w
+
+
 def _interpolate(coarse, shape):
-    """Linear interpolation of (C, nz, my, mx) maps onto (C, nz, ny, nx)."""
-    n_coils, nz, my, mx = coarse.shape
+    """Bilinear interpolation of ``(C, nz, my, mx)`` maps onto ``(C, nz, ny, nx)``,
+    as two small matrix products (bilinear interpolation is separable)."""
+    _, _, my, mx = coarse.shape
     ny, nx = shape
-    z, y, x = jnp.meshgrid(
-        jnp.arange(nz, dtype=float),
-        jnp.linspace(0, my - 1, ny),
-        jnp.linspace(0, mx - 1, nx),
-        indexing="ij",
-    )
-
-    def one(m):
-        re = jax.scipy.ndimage.map_coordinates(jnp.real(m), (z, y, x), order=1)
-        im = jax.scipy.ndimage.map_coordinates(jnp.imag(m), (z, y, x), order=1)
-        return jax.lax.complex(re, im)
-
-    return jax.lax.map(one, coarse)
+    dtype = jnp.real(coarse).dtype
+    wy = jnp.asarray(_linear_weights(ny, my), dtype)
+    wx = jnp.asarray(_linear_weights(nx, mx), dtype)
+    return jnp.einsum("yi,czij,xj->czyx", wy, coarse, wx.astype(coarse.dtype))
 
 
 def coil_sensitivities(
@@ -151,6 +154,7 @@ def coil_sensitivities(
     center=None,
     n_segments: int = 64,
     grid_step: float = 4.0,
+    lattice: tuple[int, int] | None = None,
 ):
     """Complex receive sensitivities of an MRXCAT-style loop array on a grid.
 
@@ -164,6 +168,9 @@ def coil_sensitivities(
         n_segments: wire segments per loop.
         grid_step: in-plane spacing (mm) of the lattice on which the field is
             evaluated before linear interpolation to the voxels.
+        lattice: static ``(my, mx)`` lattice size, overriding ``grid_step``; needed
+            for a grid whose spacing is traced (otherwise the field is evaluated at
+            every voxel).
 
     Returns:
         ``(n_coils, nz, ny, nx)`` complex maps, normalised so that the root sum of
@@ -186,7 +193,11 @@ def coil_sensitivities(
     # whose spacing is only known traced is evaluated at every voxel.
     nz, ny, nx = geometry.shape
     spacing = geometry.static_spacing()
-    if spacing is None:
+    if lattice is not None:
+        my, mx = (
+            min(n, max(2, int(m))) for n, m in zip((ny, nx), lattice, strict=True)
+        )
+    elif spacing is None:
         my, mx = ny, nx
     else:
         my = min(ny, max(2, math.ceil((ny - 1) * spacing[1] / grid_step) + 1))

@@ -9,3 +9,6 @@ from ._design import Preset as Preset
 from ._design import parse_shard as parse_shard
 from ._generate import LabelSet as LabelSet
 from ._generate import simulate_label_set as simulate_label_set
+from ._sampler import Batch as Batch
+from ._sampler import SamplerSpec as SamplerSpec
+from ._sampler import sample_batch as sample_batch

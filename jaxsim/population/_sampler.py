@@ -1,0 +1,438 @@
+"""On-device training data: batches of labelled images drawn and simulated in one
+compiled function.
+
+:func:`sample_batch` draws, per item, a subject from the population statistics, a
+cardiac phase, tissue properties, a bSSFP sequence, a receive chain (SNR, B0 and
+bias strength, active coils), an in-plane resolution and slice thickness, a slice
+position, an in-plane rotation and flips; plans the item's short-axis slice(s) on
+the subject's own heart; and simulates them through the phantom and the MR physics.
+Nothing touches the disk. The ranges are data (:class:`SamplerSpec` leaves), so a
+curriculum can change them without recompiling; shapes, counts and modes are
+static.
+
+Labels follow a task scheme (:data:`jaxsim.labels.ACDC` by default: 0 background,
+1 RV blood, 2 LV myocardium, 3 LV blood), from the same partial-volume fractions
+that made the image.
+
+Example:
+    >>> spec = SamplerSpec(shape=(128, 128))
+    >>> batch = sample_batch(jax.random.key(0), 32, spec)
+    >>> batch.images.shape, batch.labels.shape
+    ((32, 128, 128), (32, 128, 128))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from jaxsim.geometry import ImageGeometry
+from jaxsim.labels import ACDC, TISSUE_INDEX, LabelScheme, task_labels
+from jaxsim.mr import (
+    PROPERTY_RANGES,
+    Anatomy,
+    BSSFPSequence,
+    MRAcquisition,
+    TissueProperties,
+    acquire_cine,
+    coil_sensitivities,
+    default_tissue_properties,
+    refine_in_plane,
+    tissue_property_std,
+    tissue_signals,
+)
+from jaxsim.phantoms import (
+    Subject,
+    lv_long_axis,
+    sample_subjects,
+    short_axis_geometry,
+    tissue_fractions,
+)
+from jaxsim.random import stream
+
+__all__ = ["SamplerSpec", "Batch", "sample_batch"]
+
+_RANGES = (
+    "in_plane_spacing",
+    "slice_thickness",
+    "slice_position",
+    "stack_jitter",
+    "rotation",
+    "tilt",
+    "cardiac_phase",
+    "tissue_spread",
+    "tr",
+    "te_fraction",
+    "flip",
+    "snr",
+    "b0_std",
+    "bias_std",
+    "active_coils",
+)
+
+
+# Coil fields vary on the scale of the loop radius (~100 mm): a 24 x 24 lattice over
+# the field of view (<= 16 mm steps) and linear interpolation err by < 0.5 %.
+_COIL_LATTICE = (24, 24)
+
+
+def _static(default):
+    return dataclasses.field(default=default, metadata=dict(static=True))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """What :func:`sample_batch` draws: static layout and domain-randomisation ranges.
+
+    Ranges are ``(low, high)`` pairs drawn uniformly (leaves: change them without
+    recompiling). Lengths in mm, angles in radians, times in seconds.
+
+    Attributes:
+        shape: static; ``(ny, nx)`` for 2D slices or ``(nz, ny, nx)`` for 3D stacks.
+        scheme: static; the task's :class:`~jaxsim.labels.LabelScheme`.
+        field: static; 1.5 or 3 (tesla), for the tissue property distributions.
+        n_coils: static; receive coils of the array (a random number of them is
+            active per item, see ``active_coils``).
+        oversample: static; in-plane refinement before the k-space crop.
+        supersample: static; phantom sub-samples per fine voxel ``(sz, sy, sx)``.
+        normalize: static; divide each image by its 99.5th percentile.
+        in_plane_spacing: pixel size (mm).
+        slice_thickness: slice thickness and, for stacks, slice spacing (mm).
+        slice_position: 2D: position of the slice along the LV long axis as a
+            fraction of the base-to-apex distance (0 base, 1 apex; beyond the heart
+            outside [0, 1]). 3D: offset of the stack centre from the LV midpoint,
+            same units.
+        stack_jitter: 3D: per-slice position jitter (mm), in-plane and
+            through-plane, as breath-hold inconsistency gives.
+        rotation: in-plane rotation of the image axes (rad); flips of either axis
+            are drawn with probability 1/2 each.
+        tilt: tilt of the slice normal away from the long axis (rad), about a
+            random in-plane direction.
+        cardiac_phase: phase in the cycle (0 end-diastole).
+        tissue_spread: multiple of the literature standard deviations by which
+            PD, T1 and T2 vary around their means.
+        tr: bSSFP repetition time (s); te_fraction: TE as a fraction of TR;
+            flip: flip angle (rad).
+        snr: myocardial SNR: noise sigma per channel and component is the
+            myocardium's noise-free echo magnitude over ``snr`` (MRXCAT's
+            definition, with the tissue's own signal as the reference so that
+            slices without myocardium are defined).
+        b0_std: B0 field-map strength (Hz); bias_std: receive-bias strength.
+        active_coils: number of active coils (rounded), at most ``n_coils``.
+    """
+
+    shape: tuple = _static((128, 128))
+    scheme: LabelScheme = _static(ACDC)
+    field: float = _static(1.5)
+    n_coils: int = _static(4)
+    oversample: int = _static(1)
+    supersample: tuple = _static((2, 1, 1))
+    normalize: bool = _static(True)
+    in_plane_spacing: tuple = (2.0, 3.0)
+    slice_thickness: tuple = (6.0, 10.0)
+    slice_position: tuple = (-0.1, 1.05)
+    stack_jitter: tuple = (0.0, 2.0)
+    rotation: tuple = (-math.pi, math.pi)
+    tilt: tuple = (0.0, 0.15)
+    cardiac_phase: tuple = (0.0, 1.0)
+    tissue_spread: tuple = (0.5, 2.0)
+    tr: tuple = (2.6e-3, 4.0e-3)
+    te_fraction: tuple = (0.45, 0.55)
+    flip: tuple = (math.radians(35.0), math.radians(80.0))
+    snr: tuple = (8.0, 60.0)
+    b0_std: tuple = (0.0, 60.0)
+    bias_std: tuple = (0.0, 0.4)
+    active_coils: tuple = (1.0, 4.0)
+
+    def __post_init__(self):
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise ValueError(
+                f"shape must be (ny, nx) or (nz, ny, nx) positive ints; got {shape}"
+            )
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "supersample", tuple(int(n) for n in self.supersample))
+        if not isinstance(self.scheme, LabelScheme):
+            raise TypeError(f"scheme must be a LabelScheme; got {self.scheme!r}")
+        MRAcquisition(n_coils=self.n_coils, oversample=self.oversample)  # checks
+        if len(self.supersample) != 3 or min(self.supersample) < 1:
+            raise ValueError(
+                f"supersample must be three ints >= 1; got {self.supersample}"
+            )
+
+    @property
+    def stack(self) -> bool:
+        """Whether items are 3D stacks (static)."""
+        return len(self.shape) == 3
+
+    def replace(self, **changes) -> SamplerSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def check_spec(spec: SamplerSpec) -> None:
+    """Raise ``ValueError`` for a concrete range that is empty, out of order or
+    physically invalid (tracers are skipped)."""
+    limits = {
+        "in_plane_spacing": (0.0, None),
+        "slice_thickness": (0.0, None),
+        "stack_jitter": (0.0, None),
+        "tilt": (0.0, math.pi / 4),
+        "cardiac_phase": (0.0, 1.0),
+        "tissue_spread": (0.0, 5.0),
+        "tr": (0.0, 0.1),
+        "te_fraction": (0.0, 1.0),
+        "flip": (0.0, math.pi),
+        "snr": (0.0, None),
+        "b0_std": (0.0, None),
+        "bias_std": (0.0, None),
+        "active_coils": (1.0, float(spec.n_coils)),
+    }
+    for name in _RANGES:
+        value = getattr(spec, name)
+        if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
+            continue
+        try:
+            low, high = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be a (low, high) pair; got {value!r}"
+            ) from None
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"{name} must be finite with low <= high; got {value!r}")
+        lo, hi = limits.get(name, (None, None))
+        if (lo is not None and low < lo) or (hi is not None and high > hi):
+            raise ValueError(
+                f"{name} must lie within [{lo}, {hi if hi is not None else 'inf'}]; "
+                f"got {value!r}"
+            )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A batch of labelled images from :func:`sample_batch`.
+
+    Attributes:
+        images: ``(n, *shape)`` float magnitude images (normalised if the spec
+            says so).
+        labels: ``(n, *shape)`` uint8 task labels.
+        spacing: ``(n, 3)`` voxel size ``(sz, sy, sx)`` in mm of each item.
+        cardiac_phase: ``(n,)`` phase of each item.
+        affines: ``(n, nz, 4, 4)`` voxel-to-world affine of each slice (a one-slice
+            grid each; ``nz = 1`` for 2D items).
+        subjects: the batched :class:`~jaxsim.phantoms.Subject` drawn.
+    """
+
+    images: jax.Array
+    labels: jax.Array
+    spacing: jax.Array
+    cardiac_phase: jax.Array
+    affines: jax.Array
+    subjects: Subject
+
+
+def _uniform(key, pair, shape=()):
+    low, high = pair
+    return jax.random.uniform(key, shape, minval=low, maxval=high)
+
+
+def _tissue(key, spec, spread):
+    """Literature means +- ``spread`` standard deviations (truncated at 2), kept
+    inside the property ranges with T2 <= T1."""
+    mean, std = default_tissue_properties(spec.field), tissue_property_std(spec.field)
+    z = jax.random.truncated_normal(key, -2.0, 2.0, (3, mean.pd.shape[-1]))
+    draw = [
+        m + spread * s * zi
+        for m, s, zi in zip(
+            (mean.pd, mean.t1, mean.t2), (std.pd, std.t1, std.t2), z, strict=True
+        )
+    ]
+    pd = jnp.clip(draw[0], 0.0, PROPERTY_RANGES["pd"][1])
+    t1 = jnp.clip(draw[1], 0.2 * mean.t1, PROPERTY_RANGES["t1"][1])
+    t2 = jnp.clip(draw[2], 0.2 * mean.t2, t1)
+    return TissueProperties(pd=pd, t1=t1, t2=t2)
+
+
+def _upper_quantile(image, q):
+    """The ``q`` quantile (``q`` near 1) of an image's values by a partial sort
+    (``top_k`` of the few largest values is much cheaper than a full sort)."""
+    flat = image.reshape(-1)
+    k = max(1, math.ceil((1.0 - q) * flat.shape[0]))
+    return jax.lax.top_k(flat, k)[0][-1]
+
+
+def _rotate(v, axis, angle):
+    """Rodrigues rotation of ``v`` about unit ``axis``."""
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    return v * c + jnp.cross(axis, v) * s + axis * jnp.dot(axis, v) * (1 - c)
+
+
+def _slice_axes(key, subject, spec):
+    """Per item: the image axes (rows i, j, k) and the LV frame (apex, base)."""
+    base = short_axis_geometry(subject, spacing=(1.0, 1.0, 1.0), shape=(1, 2, 2))
+    i0, j0, k0 = base.axes
+    keys = jax.random.split(key, 5)
+    rot = _uniform(keys[0], spec.rotation)
+    tilt = _uniform(keys[1], spec.tilt)
+    tilt_dir = jax.random.uniform(keys[2], (), minval=0.0, maxval=2 * math.pi)
+    flips = jnp.where(jax.random.bernoulli(keys[3], 0.5, (2,)), -1.0, 1.0)
+    hinge = jnp.cos(tilt_dir) * i0 + jnp.sin(tilt_dir) * j0
+    i, j, k = (_rotate(v, hinge, tilt) for v in (i0, j0, k0))
+    i, j = jnp.cos(rot) * i + jnp.sin(rot) * j, -jnp.sin(rot) * i + jnp.cos(rot) * j
+    return jnp.stack([i * flips[0], j * flips[1], k])
+
+
+def _item_geometries(key, subject, spec, spacing_xy, thickness):
+    """Geometries ``(nz,)`` of one item's slices (each a one-slice grid)."""
+    ny, nx = spec.shape[-2:]
+    nz = spec.shape[0] if spec.stack else 1
+    k_axes, k_pos, k_jit = jax.random.split(key, 3)
+    axes = _slice_axes(k_axes, subject, spec)
+    apex, base = lv_long_axis(subject)
+    length = jnp.linalg.norm(apex - base)
+    long = (apex - base) / length
+    u = _uniform(k_pos, spec.slice_position)
+    if spec.stack:
+        mid = 0.5 * (apex + base) + (u * length) * long
+        steps = (jnp.arange(nz) - (nz - 1) / 2) * thickness
+        jitter = _uniform(k_jit, (-1.0, 1.0), (nz, 3)) * spec.stack_jitter[1]
+        centres = mid + steps[:, None] * axes[2] + jitter
+    else:
+        centres = (base + (u * length) * long)[None]
+
+    def one(centre):
+        return ImageGeometry.from_axes(
+            center=centre,
+            axes=axes,
+            spacing=(thickness, spacing_xy, spacing_xy),
+            shape=(1, ny, nx),
+        ).affine
+
+    return jax.vmap(one)(centres)  # (nz, 4, 4)
+
+
+def _simulate_item(key, subject, spec: SamplerSpec):
+    keys = {
+        n: stream(key, f"sampler.{n}")
+        for n in (
+            "geometry",
+            "spacing",
+            "thickness",
+            "phase",
+            "tissue",
+            "sequence",
+            "acquisition",
+            "noise",
+        )
+    }
+    spacing_xy = _uniform(keys["spacing"], spec.in_plane_spacing)
+    thickness = _uniform(keys["thickness"], spec.slice_thickness)
+    phase = _uniform(keys["phase"], spec.cardiac_phase) % 1.0
+    affines = _item_geometries(keys["geometry"], subject, spec, spacing_xy, thickness)
+    ny, nx = spec.shape[-2:]
+    o = spec.oversample
+
+    def rasterise(affine):
+        geom = ImageGeometry(affine=affine, shape=(1, ny, nx))
+        fine = refine_in_plane(geom, o)
+        fractions = tissue_fractions(
+            subject, fine, cardiac_phase=phase, supersample=spec.supersample
+        )[:, 0]
+        maps = coil_sensitivities(geom, spec.n_coils, lattice=_COIL_LATTICE)[:, 0]
+        return fractions, maps
+
+    fractions, maps = jax.vmap(rasterise, out_axes=(1, 1))(affines)  # (T, nz, ...)
+    k_seq, k_acq = jax.random.split(keys["sequence"])
+    spread = _uniform(keys["tissue"], spec.tissue_spread)
+    tissue = _tissue(stream(keys["tissue"], "draw"), spec, spread)
+    tr = _uniform(k_seq, spec.tr)
+    ks = jax.random.split(k_seq, 2)
+    sequence = BSSFPSequence(
+        tr=tr,
+        te=tr * _uniform(ks[0], spec.te_fraction),
+        flip=_uniform(ks[1], spec.flip),
+    )
+    ka = jax.random.split(keys["acquisition"], 5)
+    active = jnp.round(_uniform(ka[3], spec.active_coils))
+    order = jax.random.permutation(ka[4], spec.n_coils)
+    on = (order < active).astype(maps.real.dtype)[:, None, None, None]
+    nz = fractions.shape[1]
+    coarse = fractions
+    if o > 1:  # target-resolution fractions: means over the fine sub-pixels
+        coarse = fractions.reshape(fractions.shape[0], nz, ny, o, nx, o).mean((3, 5))
+    tissue_labels = jnp.argmax(coarse, axis=0).astype(jnp.uint8)  # as label_map
+    labels = task_labels(tissue_labels, spec.scheme)
+    myo = tissue_labels == TISSUE_INDEX["lv_myocardium"]
+    # MRXCAT's SNR is relative to the mean myocardial magnitude; a slice may hold
+    # no myocardium, so the reference is the myocardium's own noise-free echo.
+    reference = jnp.abs(tissue_signals(tissue, sequence))[TISSUE_INDEX["lv_myocardium"]]
+    acquisition = MRAcquisition(
+        noise_std=reference / _uniform(ka[0], spec.snr),
+        b0_std=_uniform(ka[1], spec.b0_std),
+        bias_std=_uniform(ka[2], spec.bias_std),
+        n_coils=spec.n_coils,
+        oversample=o,
+    )
+    anatomy = Anatomy(
+        fractions=fractions[None],
+        labels=labels[None],
+        myo_mask=myo,
+        coil_maps=maps * on,
+    )
+    image = acquire_cine(keys["noise"], anatomy, tissue, sequence, acquisition)[0][0]
+    if spec.normalize:
+        image = image / jnp.maximum(_upper_quantile(image, 0.995), 1e-12)
+    spacing = jnp.stack([thickness, spacing_xy, spacing_xy])
+    if not spec.stack:
+        image, labels = image[0], labels[0]
+    return image, labels, spacing, phase, affines
+
+
+@partial(jax.jit, static_argnums=(1,))
+def _sample(key, n, spec):
+    subjects = sample_subjects(stream(key, "sampler.subjects"), n)
+    keys = jax.vmap(lambda i: jax.random.fold_in(stream(key, "sampler.items"), i))(
+        jnp.arange(n)
+    )
+    images, labels, spacing, phase, affines = jax.vmap(
+        lambda k, s: _simulate_item(k, s, spec)
+    )(keys, subjects)
+    return Batch(
+        images=images,
+        labels=labels,
+        spacing=spacing,
+        cardiac_phase=phase,
+        affines=affines,
+        subjects=subjects,
+    )
+
+
+def sample_batch(key, n: int, spec: SamplerSpec | None = None) -> Batch:
+    """Draw and simulate a batch of labelled training images on device.
+
+    Compiled once per ``(n, static layout)``; range values are traced. Item ``i``
+    depends only on ``key`` and ``i`` (same key, same batch).
+
+    Args:
+        key: PRNG key.
+        n: batch size (static, >= 1).
+        spec: :class:`SamplerSpec` (default: 128 x 128 short-axis slices, ACDC
+            labels).
+
+    Returns:
+        :class:`Batch`.
+
+    Raises:
+        ValueError: ``n < 1`` or an invalid range.
+    """
+    spec = SamplerSpec() if spec is None else spec
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    check_spec(spec)
+    return _sample(key, n, spec)
