@@ -9,8 +9,6 @@ real per-class intensity distributions; MAP with literature priors, several Adam
 restarts, and Laplace / restart-spread uncertainties.
 """
 
-from ._data import ACDC_LABELS as ACDC_LABELS
-from ._data import ALIASES as ALIASES
 from ._data import FitData as FitData
 from ._data import parse_label_spec as parse_label_spec
 from ._data import prepare_data as prepare_data

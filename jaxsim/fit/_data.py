@@ -8,34 +8,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.phantoms import TISSUES
+from jaxsim.labels import ACDC, resolve_class
 
 __all__ = [
-    "ALIASES",
-    "ACDC_LABELS",
     "FitData",
     "parse_label_spec",
     "prepare_data",
 ]
 
-#: Short class names accepted in a label specification, and the tissue each means.
-ALIASES: dict[str, str] = {
-    "RV": "rv_blood",
-    "MYO": "lv_myocardium",
-    "LV": "lv_blood",
-}
-#: Label values of the ACDC convention (0 is background).
-ACDC_LABELS: dict[str, int] = {"rv_blood": 1, "lv_myocardium": 2, "lv_blood": 3}
 #: Name of the class that collects every unlisted label value (not fitted).
 OTHER = "other"
 _MIN_VOXELS = 20
 
 
+def acdc_classes() -> dict[str, int]:
+    """The ACDC scheme as ``{tissue: label value}`` (RV blood 1, LV myocardium 2,
+    LV blood 3)."""
+    return {names[0]: v for v, names in enumerate(ACDC.tissues, start=1)}
+
+
 def parse_label_spec(spec: str) -> dict[str, int]:
     """Parse ``"RV=1,MYO=2,LV=3"`` into ``{"rv_blood": 1, ...}``.
 
-    Names are the aliases in :data:`ALIASES` or tissue names of
-    :data:`jaxsim.phantoms.TISSUES`; values are label values in [1, 255].
+    Names are the aliases of :data:`jaxsim.labels.ALIASES` (any case) or tissue
+    names of :data:`jaxsim.labels.TISSUES`; values are label values in [1, 255].
 
     Raises:
         ValueError: for malformed entries, unknown names, repeated names or values.
@@ -47,22 +43,19 @@ def parse_label_spec(spec: str) -> dict[str, int]:
             raise ValueError(
                 f"labels must look like 'RV=1,MYO=2,LV=3'; got entry {item!r}"
             )
-        name = name.strip()
-        tissue = ALIASES.get(name.upper(), name)
-        if tissue not in TISSUES or tissue == "air":
-            raise ValueError(
-                f"labels: unknown class {name!r}; use one of {sorted(ALIASES)} or a "
-                f"tissue name of jaxsim.phantoms.TISSUES"
-            )
+        try:
+            tissue = resolve_class(name)
+        except ValueError as err:
+            raise ValueError(f"labels: {err}") from None
         try:
             val = int(value)
         except ValueError:
             raise ValueError(
-                f"labels: value of {name!r} must be an integer; got {value!r}"
+                f"labels: value of {name.strip()!r} must be an integer; got {value!r}"
             ) from None
         if not 1 <= val <= 255:
             raise ValueError(
-                f"labels: value of {name!r} must lie in [1, 255]; got {val}"
+                f"labels: value of {name.strip()!r} must lie in [1, 255]; got {val}"
             )
         if tissue in out or val in out.values():
             raise ValueError(f"labels: class or value repeated in {spec!r}")
@@ -172,7 +165,7 @@ def prepare_data(
             linear scale, >= 0.
         labels: integer label map of the same shape.
         classes: tissue name -> label value of every class to fit (default the ACDC
-            convention :data:`ACDC_LABELS`); every other value is background/other.
+            scheme :data:`jaxsim.labels.ACDC`); every other value is background/other.
         spacing: ``(sz, sy, sx)`` voxel spacing in mm, each > 0.
         margin: in-plane voxels kept around the labelled bounding box, >= 0.
         max_samples: most voxels per class the loss sorts, >= 100 (the cost of
@@ -187,7 +180,7 @@ def prepare_data(
             class value absent from ``labels`` or with fewer than 20 voxels, bad
             spacing or margin.
     """
-    classes = dict(ACDC_LABELS if classes is None else classes)
+    classes = dict(acdc_classes() if classes is None else classes)
     if not classes:
         raise ValueError("classes must name at least one labelled class")
     image, labels = _check_arrays(image, labels)

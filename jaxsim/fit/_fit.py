@@ -204,10 +204,47 @@ def _laplace(hess, theta, flip):
     return unravel_value(jnp.asarray(std, flat_value.dtype)), clipped
 
 
-def _optimiser(objective, steps, learning_rate):
+def _log_steps(theta, flip):
+    """Per coordinate, ``1 / |d log x / d u|`` at ``theta``: multiplying the
+    optimiser's steps by it makes a step of ``lr`` change every physical value by
+    about ``lr`` relatively, whichever bijection it goes through (Adam's steps
+    are about ``lr`` per coordinate; bounded coordinates would otherwise move their
+    values slower than log coordinates do)."""
+    vec, unravel = ravel_pytree(theta)
+    value, unravel_value = ravel_pytree(from_unconstrained(theta, flip=flip))
+
+    def log_value(v):
+        p = from_unconstrained(unravel(v), flip=flip)
+        return jnp.log(jnp.abs(ravel_pytree(p)[0]) + 1e-30)
+
+    jac = jax.jacfwd(log_value)(vec)  # (n_values, n_coords)
+    # each coordinate's own value: the largest entry of its column
+    slope = jnp.max(jnp.abs(jac), axis=0)
+    factors = jnp.where(slope > 0, 1.0 / jnp.maximum(slope, 1e-6), 1.0)
+    factors = jnp.where(jnp.isfinite(factors), jnp.clip(factors, 0.1, 10.0), 1.0)
+    theta_like = unravel(factors.astype(vec.dtype))
+    theta_like["bias"] = jnp.ones_like(theta_like["bias"])  # raw coordinates
+    return theta_like
+
+
+def _scale_updates(factors):
+    """An optax transformation multiplying updates by a fixed tree of factors."""
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda u, f: u * f, updates, factors), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def _optimiser(objective, steps, learning_rate, factors):
     """One jitted Adam step ``(theta, state) -> (loss, grad, theta, state)``."""
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1)
-    opt = optax.adam(schedule)
+    opt = optax.chain(optax.adam(schedule), _scale_updates(factors))
 
     @jax.jit
     def step(theta, state):
@@ -348,7 +385,8 @@ def fit_histograms(
         prior.sample(jax.random.fold_in(k_start, r), start) for r in range(1, restarts)
     ]
     starts = [to_unconstrained(p, fit_flip=fit_flip) for p in starts]
-    opt, step = _optimiser(objective, steps, learning_rate)
+    factors = _log_steps(starts[0], sequence.flip)
+    opt, step = _optimiser(objective, steps, learning_rate, factors)
     ends, final, history = _optimise(opt, step, starts, steps, progress)
     best = int(np.nanargmin(final))
     theta_best = ends[best]
