@@ -127,8 +127,7 @@ def _read(args):
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from jaxsim.fit import fit_histograms, parse_label_spec
-    from jaxsim.fit._plot import plot_histograms
+    from jaxsim.fit import fit_histograms, parse_label_spec, plot_histograms
     from jaxsim.io import atomic_path
     from jaxsim.mr import BSSFPSequence
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.kernels._checks import check_finite, is_concrete
+from jaxsim.kernels.checks import check_finite, is_concrete
 
 __all__ = ["ImageGeometry"]
 

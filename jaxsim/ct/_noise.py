@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 
 NOISE_MODELS = ("poisson", "gaussian", "none")
 

@@ -16,7 +16,7 @@ from jaxsim.kernels import (
     cone_beam_project,
     fdk,
 )
-from jaxsim.kernels._checks import is_concrete
+from jaxsim.kernels.checks import is_concrete
 
 from ._materials import attenuation, monochromatic, spectrum
 from ._noise import detected_counts, log_transform

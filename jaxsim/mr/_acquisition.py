@@ -16,7 +16,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 
 __all__ = ["MRAcquisition", "COMBINATIONS", "check_acquisition"]
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.geometry import ImageGeometry
-from jaxsim.kernels._checks import check_range, is_concrete
+from jaxsim.kernels.checks import check_range, is_concrete
 from jaxsim.labels import TISSUE_INDEX
 from jaxsim.phantoms import label_map, tissue_fractions
 

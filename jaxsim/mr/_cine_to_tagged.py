@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.kernels import spamm_pattern, tag_fading
-from jaxsim.kernels._checks import check_finite, check_range
+from jaxsim.kernels.checks import check_finite, check_range
 
 from ._tagging import TaggingSequence
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 
 __all__ = [
     "fft2c",

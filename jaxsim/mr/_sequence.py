@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsim.kernels import bssfp_signal, bssfp_transient
-from jaxsim.kernels._checks import check_finite, check_range
+from jaxsim.kernels.checks import check_finite, check_range
 from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
 __all__ = ["BSSFPSequence", "SEQUENCE_RANGES", "tissue_signals", "check_sequence"]

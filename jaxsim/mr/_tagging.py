@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxsim.geometry import ImageGeometry
 from jaxsim.kernels import spamm_mz, spamm_pattern, tag_fading
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 from jaxsim.labels import TISSUES, tissue_indices
 from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 from jaxsim.phantoms import end_diastolic_positions

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 from jaxsim.labels import TISSUES
 from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 

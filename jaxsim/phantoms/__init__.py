@@ -24,6 +24,9 @@ from ._population import sample_subjects as sample_subjects
 from ._raster import DEFAULT_SUPERSAMPLE as DEFAULT_SUPERSAMPLE
 from ._raster import label_map as label_map
 from ._raster import tissue_fractions as tissue_fractions
+from ._subject import ES_PHASE_RANGE as ES_PHASE_RANGE
+from ._subject import FIELD_SPECS as FIELD_SPECS
+from ._subject import FieldSpec as FieldSpec
 from ._subject import Subject as Subject
 from ._subject import check_subject as check_subject
 from ._subject import default_subject as default_subject

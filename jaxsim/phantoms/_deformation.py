@@ -34,7 +34,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 
 from ._heart import heart_pose
 from ._motion import BASE_HEIGHT, lv_shape

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.geometry import ImageGeometry
-from jaxsim.kernels._checks import check_range
+from jaxsim.kernels.checks import check_range
 
 from ._heart import (
     CHAMBER_TISSUES,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.kernels._checks import check_finite, check_range, is_concrete
+from jaxsim.kernels.checks import check_finite, check_range, is_concrete
 from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
 __all__ = [
