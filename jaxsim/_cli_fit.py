@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from jaxsim._cli_sequence import add_bssfp_arguments, bssfp_from_args
 
 OUTPUTS = ("report.json", "histograms.png")
@@ -111,6 +113,12 @@ def _read(args):
         if image.shape != labels.shape:
             raise ValueError(
                 f"IMAGE shape {image.shape} and LABELS shape {labels.shape} differ"
+            )
+        gap = np.max(np.abs(np.asarray(geom.affine) - np.asarray(lgeom.affine)))
+        if gap > 1e-3 * max(1.0, float(np.max(np.abs(np.asarray(geom.affine))))):
+            raise ValueError(
+                "LABELS is not on IMAGE's grid: their NIfTI affines differ by up to "
+                f"{gap:.3g} mm"
             )
         spacing = tuple(float(s) for s in geom.spacing)
     else:

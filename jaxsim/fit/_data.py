@@ -16,8 +16,6 @@ __all__ = [
     "prepare_data",
 ]
 
-#: Name of the class that collects every unlisted label value (not fitted).
-OTHER = "other"
 _MIN_VOXELS = 20
 
 

@@ -14,7 +14,6 @@ share.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -218,8 +217,3 @@ class PopulationDesign:
             "n_label_sets": self.n_label_sets,
             "record_order": "subject, phase (ED, ES), contrast",
         }
-
-
-def estimated_bytes(design: PopulationDesign) -> int:
-    """Uncompressed size of all images of a design (float32)."""
-    return design.n_records * math.prod(design.preset.shape) * 4

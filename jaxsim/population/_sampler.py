@@ -325,6 +325,7 @@ def _simulate_item(key, subject, spec: SamplerSpec):
             "spacing",
             "thickness",
             "phase",
+            "spread",
             "tissue",
             "sequence",
             "acquisition",
@@ -348,15 +349,14 @@ def _simulate_item(key, subject, spec: SamplerSpec):
         return fractions, maps
 
     fractions, maps = jax.vmap(rasterise, out_axes=(1, 1))(affines)  # (T, nz, ...)
-    k_seq, k_acq = jax.random.split(keys["sequence"])
-    spread = _uniform(keys["tissue"], spec.tissue_spread)
-    tissue = _tissue(stream(keys["tissue"], "draw"), spec, spread)
-    tr = _uniform(k_seq, spec.tr)
-    ks = jax.random.split(k_seq, 2)
+    spread = _uniform(keys["spread"], spec.tissue_spread)
+    tissue = _tissue(keys["tissue"], spec, spread)
+    ks = jax.random.split(keys["sequence"], 3)
+    tr = _uniform(ks[0], spec.tr)
     sequence = BSSFPSequence(
         tr=tr,
-        te=tr * _uniform(ks[0], spec.te_fraction),
-        flip=_uniform(ks[1], spec.flip),
+        te=tr * _uniform(ks[1], spec.te_fraction),
+        flip=_uniform(ks[2], spec.flip),
     )
     ka = jax.random.split(keys["acquisition"], 5)
     active = jnp.round(_uniform(ka[3], spec.active_coils))

@@ -93,3 +93,10 @@ def test_fit_command_input_errors(tmp_path, labels, nifti_pair, capsys):
     save_nifti(small, labels[:, :, :40], geom)
     assert main(["fit", str(img), str(small), "--out", out]) == 2
     assert "differ" in capsys.readouterr().err
+    shifted = tmp_path / "shifted.nii.gz"
+    moved = ImageGeometry.axis_aligned(
+        spacing=(8.0, 1.4, 1.4), shape=labels.shape, center=(0.0, 5.0, 0.0)
+    )
+    save_nifti(shifted, labels, moved)
+    assert main(["fit", str(img), str(shifted), "--out", out]) == 2
+    assert "not on IMAGE's grid" in capsys.readouterr().err
