@@ -22,8 +22,15 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._checks import check_finite, check_range, is_concrete
+from ._checks import (
+    check_finite,
+    check_range,
+    check_relation,
+    is_concrete,
+    nan_where_invalid,
+)
 
 __all__ = ["bssfp_signal", "mrxcat_bssfp_signal"]
 
@@ -32,39 +39,43 @@ def _float_dtype(*args):
     return jnp.result_type(float, *args)
 
 
-def validate_relaxation(pd, t1, t2) -> None:
-    """Eager checks of tissue properties (skipped for traced values)."""
-    check_range("pd", pd, low=0.0, low_inclusive=True, high=None)
-    check_range("t1", t1, low=0.0, high=None, unit="s")
-    check_range("t2", t2, low=0.0, high=None, unit="s")
-    if is_concrete(t1, t2):
-        import numpy as np
-
-        ratio = np.asarray(t2, dtype=np.float64) / np.asarray(t1, dtype=np.float64)
-        if np.any(ratio > 1.0 + 1e-12):
-            raise ValueError(
-                "t2 must not exceed t1 (T2 <= T1 for any tissue); got t2/t1 up to "
-                f"{float(np.max(ratio)):.6g}"
-            )
-
-
-def validate_timing(tr, te) -> None:
-    """Eager checks of TR > 0 and TE in (0, TR] (skipped for traced values)."""
-    check_range("tr", tr, low=0.0, high=None, unit="s")
-    check_range("te", te, low=0.0, high=None, unit="s")
-    if is_concrete(tr, te):
-        import numpy as np
-
-        gap = np.asarray(te, dtype=np.float64) - np.asarray(tr, dtype=np.float64)
-        if np.any(gap > 1e-12 * np.abs(np.asarray(tr, dtype=np.float64))):
-            raise ValueError(
-                "te must lie in (0, tr]; te exceeds tr by up to "
-                f"{float(np.max(gap)):.6g} s"
-            )
+def validate_relaxation(pd, t1, t2):
+    """Checks of tissue properties: eager errors, or the mask of valid elements
+    when traced (see :mod:`jaxsim.kernels.checks`)."""
+    ok = check_range("pd", pd, low=0.0, low_inclusive=True, high=None)
+    ok = ok & check_range("t1", t1, low=0.0, high=None, unit="s")
+    ok = ok & check_range("t2", t2, low=0.0, high=None, unit="s")
+    t1, t2 = _as_float(t1), _as_float(t2)
+    return ok & check_relation(
+        t2 <= t1 * (1.0 + 1e-12),
+        "t2 must not exceed t1 (T2 <= T1 for any tissue)",
+        "t2/t1",
+        t2 / t1,
+    )
 
 
-def validate_flip(flip) -> None:
-    check_range("flip", flip, low=0.0, high=math.pi, low_inclusive=True, unit="rad")
+def validate_timing(tr, te):
+    """Checks of TR > 0 and TE in (0, TR] (eager errors or the traced mask)."""
+    ok = check_range("tr", tr, low=0.0, high=None, unit="s")
+    ok = ok & check_range("te", te, low=0.0, high=None, unit="s")
+    tr, te = _as_float(tr), _as_float(te)
+    gap = te - tr
+    return ok & check_relation(
+        gap <= 1e-12 * abs(tr), "te must lie in (0, tr]", "te - tr (s)", gap
+    )
+
+
+def validate_flip(flip):
+    """Check of flip in [0, pi] (eager error or the traced mask)."""
+    return check_range(
+        "flip", flip, low=0.0, high=math.pi, low_inclusive=True, unit="rad"
+    )
+
+
+def _as_float(x):
+    """Concrete values as float64 NumPy (exact eager relations), tracers as they
+    are."""
+    return np.asarray(x, np.float64) if is_concrete(x) else jnp.asarray(x)
 
 
 def _decay(x):
@@ -161,17 +172,19 @@ def bssfp_signal(
         >>> dflip = jax.grad(lambda a: abs(bssfp_signal(1.0, 1.2, 0.05, 3e-3,
         ...                                             1.5e-3, a)))(1.0)
     """
-    validate_relaxation(pd, t1, t2)
-    validate_timing(tr, te)
-    validate_flip(flip)
-    check_finite("off_resonance", off_resonance)
-    check_finite("rf_phase_increment", rf_phase_increment)
+    valid = (
+        validate_relaxation(pd, t1, t2)
+        & validate_timing(tr, te)
+        & validate_flip(flip)
+        & check_finite("off_resonance", off_resonance)
+        & check_finite("rf_phase_increment", rf_phase_increment)
+    )
     dtype = _float_dtype(pd, t1, t2, tr, te, flip, off_resonance, rf_phase_increment)
     args = [
         jnp.asarray(a, dtype)
         for a in (pd, t1, t2, tr, te, flip, off_resonance, rf_phase_increment)
     ]
-    return _bssfp_core(*args)
+    return nan_where_invalid(valid, _bssfp_core(*args))
 
 
 def mrxcat_bssfp_signal(pd, t1, t2, te, flip):
@@ -191,15 +204,18 @@ def mrxcat_bssfp_signal(pd, t1, t2, te, flip):
         Real signal magnitude, broadcast shape of the inputs, float32 (float64
         under x64).
     """
-    validate_relaxation(pd, t1, t2)
-    check_range("te", te, low=0.0, low_inclusive=True, high=None, unit="s")
-    validate_flip(flip)
+    valid = (
+        validate_relaxation(pd, t1, t2)
+        & check_range("te", te, low=0.0, low_inclusive=True, high=None, unit="s")
+        & validate_flip(flip)
+    )
     dtype = _float_dtype(pd, t1, t2, te, flip)
     pd, t1, t2, te, flip = (jnp.asarray(a, dtype) for a in (pd, t1, t2, te, flip))
     ratio = t1 / t2
-    return (
+    signal = (
         pd
         * jnp.sin(flip)
         / ((ratio + 1.0) - jnp.cos(flip) * (ratio - 1.0))
         * jnp.exp(-te / t2)
     )
+    return nan_where_invalid(valid, signal)

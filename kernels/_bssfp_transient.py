@@ -17,7 +17,7 @@ from ._bssfp import (
     validate_relaxation,
     validate_timing,
 )
-from ._checks import check_finite, is_concrete
+from ._checks import check_finite, check_range, is_concrete, nan_where_invalid
 
 __all__ = ["bssfp_transient", "MAX_PULSE_INDEX"]
 
@@ -145,12 +145,16 @@ def bssfp_transient(
         raise ValueError(
             f"preparation must be one of {_PREPARATIONS}; got {preparation!r}"
         )
-    validate_relaxation(pd, t1, t2)
-    validate_timing(tr, te)
-    validate_flip(flip)
-    check_finite("off_resonance", off_resonance)
-    check_finite("rf_phase_increment", rf_phase_increment)
-    if is_concrete(n):
+    valid = (
+        validate_relaxation(pd, t1, t2)
+        & validate_timing(tr, te)
+        & validate_flip(flip)
+        & check_finite("off_resonance", off_resonance)
+        & check_finite("rf_phase_increment", rf_phase_increment)
+    )
+    if not is_concrete(n):
+        valid = valid & _check_pulse_index(n)
+    else:
         n_arr = np.asarray(n)
         if not np.issubdtype(n_arr.dtype, np.integer):
             raise TypeError(
@@ -166,6 +170,12 @@ def bssfp_transient(
     args = jnp.broadcast_arrays(
         *args, jnp.asarray(off_resonance, dtype), jnp.asarray(rf_phase_increment, dtype)
     )
-    return _transient_core(
+    out = _transient_core(
         *args[:6], jnp.asarray(n, jnp.int32), args[6], args[7], preparation
     )
+    return nan_where_invalid(valid, out)
+
+
+def _check_pulse_index(n):
+    """Traced pulse indices: the mask of indices in [0, MAX_PULSE_INDEX]."""
+    return check_range("n", n, low=0, high=MAX_PULSE_INDEX, low_inclusive=True)

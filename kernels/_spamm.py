@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_range, is_concrete
+from ._checks import check_range, is_concrete, nan_where_invalid
 
 __all__ = ["spamm_mz", "spamm_pattern"]
 
@@ -46,20 +46,22 @@ def _check_weights(weights) -> int:
     return int(np.shape(weights)[0])
 
 
-def _check_train(spacing, flip_total, m0, t1, t2, pulse_interval) -> None:
-    check_range("spacing", spacing, low=0.0, high=None, unit="mm")
-    check_range(
+def _check_train(spacing, flip_total, m0, t1, t2, pulse_interval):
+    """Eager errors, or the mask of valid elements when traced."""
+    ok = check_range("spacing", spacing, low=0.0, high=None, unit="mm")
+    ok = ok & check_range(
         "flip_total", flip_total, low=0.0, high=MAX_FLIP_TOTAL, low_inclusive=True
     )
-    check_range("m0", m0, low=0.0, low_inclusive=True, high=None)
+    ok = ok & check_range("m0", m0, low=0.0, low_inclusive=True, high=None)
     if (t1 is None) != (t2 is None):
         raise ValueError("t1 and t2 must both be given (relaxation) or both be None")
     if t1 is not None:
-        check_range("t1", t1, low=0.0, high=None, unit="s")
-        check_range("t2", t2, low=0.0, high=None, unit="s")
-        check_range(
+        ok = ok & check_range("t1", t1, low=0.0, high=None, unit="s")
+        ok = ok & check_range("t2", t2, low=0.0, high=None, unit="s")
+        ok = ok & check_range(
             "pulse_interval", pulse_interval, low=0.0, low_inclusive=True, high=None
         )
+    return ok
 
 
 @partial(jax.jit, static_argnames=("n",))
@@ -131,7 +133,7 @@ def spamm_mz(
         True
     """
     n = _check_weights(weights)
-    _check_train(spacing, flip_total, m0, t1, t2, pulse_interval)
+    valid = _check_train(spacing, flip_total, m0, t1, t2, pulse_interval)
     relax = () if t1 is None else (t1, t2)
     args = (position, spacing, flip_total, m0, pulse_interval, *relax)
     args = args if mz0 is None else (*args, mz0)
@@ -148,9 +150,8 @@ def spamm_mz(
     weights = jnp.asarray(weights, dtype)
     if t1 is not None:
         t1, t2 = jnp.asarray(t1, dtype), jnp.asarray(t2, dtype)
-    return _train(
-        position, spacing, flip_total, weights, m0, mz0, t1, t2, interval, n=n
-    )
+    mz = _train(position, spacing, flip_total, weights, m0, mz0, t1, t2, interval, n=n)
+    return nan_where_invalid(valid, mz)
 
 
 def spamm_pattern(
@@ -185,7 +186,7 @@ def spamm_pattern(
     Returns:
         ``Mz`` of the broadcast shape of ``x`` and ``y``.
     """
-    check_range("angle", angle, low=None, high=None)
+    valid = check_range("angle", angle, low=None, high=None)
     kw = dict(
         spacing=spacing,
         flip_total=flip_total,
@@ -199,4 +200,4 @@ def spamm_pattern(
     mz = spamm_mz(x * ca + y * sa, **kw)
     if grid:
         mz = spamm_mz(-x * sa + y * ca, mz0=mz, **kw)
-    return mz
+    return nan_where_invalid(valid, mz)

@@ -12,6 +12,7 @@ from ._bssfp import (
     validate_relaxation,
     validate_timing,
 )
+from ._checks import nan_where_invalid
 
 __all__ = ["spoiled_gre_signal"]
 
@@ -48,8 +49,8 @@ def spoiled_gre_signal(pd, t1, t2, tr, te, flip):
     Raises:
         ValueError: for concrete inputs outside these ranges or NaN/inf.
     """
-    validate_relaxation(pd, t1, t2)
-    validate_timing(tr, te)
-    validate_flip(flip)
+    valid = validate_relaxation(pd, t1, t2) & validate_timing(tr, te)
+    valid = valid & validate_flip(flip)
     dtype = _float_dtype(pd, t1, t2, tr, te, flip)
-    return _spoiled_core(*(jnp.asarray(a, dtype) for a in (pd, t1, t2, tr, te, flip)))
+    args = (jnp.asarray(a, dtype) for a in (pd, t1, t2, tr, te, flip))
+    return nan_where_invalid(valid, _spoiled_core(*args))

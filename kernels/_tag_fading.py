@@ -18,7 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_range
+from ._checks import check_range, nan_where_invalid
 
 __all__ = ["tag_fading"]
 
@@ -48,11 +48,13 @@ def tag_fading(mz0, time, *, t1, m0=1.0, flip=0.0, tr=None):
         >>> round(float(tag_fading(0.0, 0.5, t1=1.0)), 4)  # 1 - exp(-0.5)
         0.3935
     """
-    check_range("mz0", mz0, low=None, high=None)
-    check_range("time", time, low=0.0, low_inclusive=True, high=None, unit="s")
-    check_range("t1", t1, low=0.0, high=None, unit="s")
-    check_range("m0", m0, low=0.0, low_inclusive=True, high=None)
-    check_range(
+    valid = check_range("mz0", mz0, low=None, high=None)
+    valid = valid & check_range(
+        "time", time, low=0.0, low_inclusive=True, high=None, unit="s"
+    )
+    valid = valid & check_range("t1", t1, low=0.0, high=None, unit="s")
+    valid = valid & check_range("m0", m0, low=0.0, low_inclusive=True, high=None)
+    valid = valid & check_range(
         "flip",
         flip,
         low=0.0,
@@ -62,11 +64,12 @@ def tag_fading(mz0, time, *, t1, m0=1.0, flip=0.0, tr=None):
         unit="rad",
     )
     if tr is not None:
-        check_range("tr", tr, low=0.0, high=None, unit="s")
+        valid = valid & check_range("tr", tr, low=0.0, high=None, unit="s")
     args = (mz0, time, t1, m0, flip) + (() if tr is None else (tr,))
     dtype = jnp.result_type(float, *args)
     args = tuple(jnp.asarray(a, dtype) for a in args)
-    return _free(*args[:4]) if tr is None else _spoiled(*args)
+    mz = _free(*args[:4]) if tr is None else _spoiled(*args)
+    return nan_where_invalid(valid, mz)
 
 
 @jax.jit
