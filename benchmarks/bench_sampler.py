@@ -30,7 +30,10 @@ def sampler_rows(repeats: int) -> list[dict]:
     for shape, n in (((128, 128), 32), ((192, 192), 32), ((8, 128, 128), 4)):
         spec = SamplerSpec(shape=shape)
         keys = iter(jax.random.split(jax.random.key(0), repeats + 2))
-        t = time_call(lambda: sample_batch(next(keys), n, spec), repeats=repeats)
+        t = time_call(
+            lambda keys=keys, n=n, spec=spec: sample_batch(next(keys), n, spec),
+            repeats=repeats,
+        )
         unit = "stacks/s" if len(shape) == 3 else "slices/s"
         rows.append(
             {

@@ -66,10 +66,10 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
         description="2 subjects (1 male, 1 female) x 3 contrasts x ED/ES on a small "
-        "grid: a one-minute demonstration",
+        "grid whose 10 slices cover the whole LV: a one-minute demonstration",
         n_male=1,
         n_female=1,
-        shape=(6, 96, 96),
+        shape=(10, 96, 96),
         spacing=(10.0, 3.0, 3.0),
         contrasts=(0, 13, 26),
         n_coils=4,
