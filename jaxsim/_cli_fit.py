@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
         },
         "seconds": result.seconds,
+        "warnings": list(result.warnings),
     }
     with atomic_path(args.out / "histograms.png", overwrite=args.force) as tmp:
         plot_histograms(result, tmp)
@@ -195,5 +197,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'class':<16}{'KS before':>10}{'KS after':>10}")
     for name, m in result.metrics.items():
         print(f"{name:<16}{m['ks_before']:>10.3f}{m['ks_after']:>10.3f}")
+    for message in result.warnings:
+        print(f"jaxsim fit: warning: {message}", file=sys.stderr)
     print(f"wrote {args.out / 'report.json'} and {args.out / 'histograms.png'}")
     return 0

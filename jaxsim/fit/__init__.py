@@ -16,6 +16,7 @@ from ._fit import FitResult as FitResult
 from ._fit import class_signals as class_signals
 from ._fit import default_parameters as default_parameters
 from ._fit import fit_histograms as fit_histograms
+from ._fit import plausibility as plausibility
 from ._model import FitParameters as FitParameters
 from ._model import bias_field as bias_field
 from ._model import class_fractions as class_fractions

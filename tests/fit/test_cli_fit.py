@@ -100,3 +100,36 @@ def test_fit_command_input_errors(tmp_path, labels, nifti_pair, capsys):
     save_nifti(shifted, labels, moved)
     assert main(["fit", str(img), str(shifted), "--out", out]) == 2
     assert "not on IMAGE's grid" in capsys.readouterr().err
+
+
+def test_swapped_labels_are_reported_not_fitted_silently(tmp_path, labels, capsys):
+    """MYO and LV swapped: the bright blood pool is called myocardium."""
+    path = _h5(tmp_path / "case.h5", _image(labels), labels)
+    out = tmp_path / "swapped"
+    argv = ["fit", str(path), "--out", str(out), "--steps", "30", "--restarts", "1"]
+    assert main([*argv, "--labels", "RV=1,MYO=3,LV=2", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    swapped = [w for w in report["warnings"] if "swapped" in w]
+    assert swapped and any("lv_blood (label 2)" in w for w in swapped)
+    assert "warning" in err and "swapped" in err
+    # The right labels raise no ordering warning.
+    right = tmp_path / "right"
+    assert (
+        main(
+            [
+                "fit",
+                str(path),
+                "--out",
+                str(right),
+                "--steps",
+                "30",
+                "--restarts",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((right / "report.json").read_text())
+    assert not [w for w in report["warnings"] if "swapped" in w]
