@@ -55,3 +55,15 @@ def test_fit_every_acdc_case(shared_data, case):
     result, seconds = _fit(path)
     _check(result, seconds, path.stem)
     assert seconds <= 60.0
+    assert not result.warnings, result.warnings  # right labels: a plausible fit
+
+
+@pytest.mark.slow
+def test_swapped_labels_on_a_real_case_are_reported(shared_data):
+    path = shared_data / "acdc" / "patient001_frame01.h5"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    swapped = {"rv_blood": 1, "lv_myocardium": 3, "lv_blood": 2}
+    result, _ = _fit(path, classes=swapped, restarts=1, steps=100)
+    assert any("swapped" in w and "lv_blood (label 2)" in w for w in result.warnings)
+    assert any("fitted" in w and "implausible" in w for w in result.warnings)
