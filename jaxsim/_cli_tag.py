@@ -168,7 +168,22 @@ def _outputs(args) -> list[tuple[Path, Path, Path | None]]:
             image = args.out
             label = args.out.with_name(stem + "_label.nii.gz")
         rows.append((path, image, label if (args.labels and is_h5) else None))
+    targets: dict[Path, Path] = {}
+    for path, image, label in rows:
+        for target in (image, label):
+            if target is None:
+                continue
+            if target in targets:
+                raise ValueError(
+                    f"inputs {targets[target]} and {path} would both write {target}; "
+                    "give them distinct file names or run them separately"
+                )
+            targets[target] = path
     if many:
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(
+                f"OUT {args.out} is a file; with several inputs OUT must be a folder"
+            )
         args.out.mkdir(parents=True, exist_ok=True)
     if not args.force:
         existing = [str(f) for _, i, lab in rows for f in (i, lab) if f and f.exists()]

@@ -118,6 +118,28 @@ def test_many_inputs_to_folder(h5file, nifti, tmp_path):
     ]
 
 
+def test_same_basename_in_two_folders_is_an_error(h5file, tmp_path, capsys):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    twin = other / h5file[0].name
+    twin.write_bytes(h5file[0].read_bytes())
+    folder = tmp_path / "out"
+    argv = ["tag", str(h5file[0]), str(twin), str(folder), "--spacing", "1.5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would both write" in err and "patient_tagged.nii.gz" in err
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_out_that_is_a_file_with_many_inputs(h5file, nifti, tmp_path, capsys):
+    out = tmp_path / "a_file"
+    out.write_text("x")
+    argv = ["tag", str(h5file[0]), str(nifti[0]), str(out), "--spacing", "1.5"]
+    assert main(argv) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert out.read_text() == "x"
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [
