@@ -100,7 +100,7 @@ def _acdc_phases(folder: Path) -> dict[int, str]:
 def _nifti_cases(folder: Path) -> list[CaseFiles]:
     files = {p.name: p for p in folder.iterdir() if p.name.endswith(_NII)}
     out = []
-    for name, path in sorted(files.items()):
+    for _, path in sorted(files.items()):
         stem = _stem(path)
         if any(stem.endswith(s) for s in _LABEL_SUFFIXES) or stem.endswith("_4d"):
             continue
@@ -276,7 +276,7 @@ def load_cases(
     label_map: Mapping[int, int] | None = None,
     n_classes: int | None = None,
 ) -> list[LabelledCase]:
-    """Every labelled case under ``root`` (see :func:`find_cases`, :func:`load_case`)."""
+    """Every labelled case under ``root`` (:func:`find_cases`, :func:`load_case`)."""
     return [
         load_case(c, spacing=spacing, label_map=label_map, n_classes=n_classes)
         for c in find_cases(root)
