@@ -6,6 +6,7 @@ The only part of jaxsim that imports h5py and nibabel.
 from ._cases import CaseFiles as CaseFiles
 from ._cases import LabelledCase as LabelledCase
 from ._cases import find_cases as find_cases
+from ._cases import is_population_database as is_population_database
 from ._cases import load_case as load_case
 from ._cases import load_cases as load_cases
 from ._checkpoint import CheckpointStore as CheckpointStore

@@ -21,13 +21,22 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from jaxsim.geometry import ImageGeometry
 
+from ._database import FORMAT
 from ._nifti import load_nifti, read_image_label_h5
 
-__all__ = ["LabelledCase", "CaseFiles", "find_cases", "load_case", "load_cases"]
+__all__ = [
+    "LabelledCase",
+    "CaseFiles",
+    "find_cases",
+    "load_case",
+    "load_cases",
+    "is_population_database",
+]
 
 _NII = (".nii.gz", ".nii")
 _H5 = (".h5", ".hdf5")
@@ -281,3 +290,15 @@ def load_cases(
         load_case(c, spacing=spacing, label_map=label_map, n_classes=n_classes)
         for c in find_cases(root)
     ]
+
+
+def is_population_database(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a jaxsim population database (not an image/label file)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False

@@ -1,0 +1,219 @@
+"""Where training batches come from: the simulator, a database, real images.
+
+Every source returns ``(images, labels)`` batches of the same layout: 2D slices
+``(n, H, W)`` (or stacks ``(n, nz, H, W)``) at the network's pixel size, float32
+intensities normalised per image (:func:`~jaxsim.train.normalize`) and uint8
+labels in the task scheme. A batch is a function of a PRNG key only, so a
+resumed run draws exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.io import Database, LabelledCase, is_population_database, load_cases
+from jaxsim.labels import ACDC, LabelScheme, task_labels
+from jaxsim.population import SamplerSpec, sample_batch
+
+from ._transforms import normalize, resample_in_plane
+
+__all__ = [
+    "Preprocessing",
+    "SimulatedData",
+    "SliceData",
+    "DatabaseData",
+    "slices_from_cases",
+    "open_data",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How images are brought to the network, the same at training and test time.
+
+    Attributes:
+        shape: ``(H, W)`` network input size (pixels).
+        spacing: in-plane pixel size the network sees, mm.
+        percentile: intensity percentile that maps to 1 (per slice).
+    """
+
+    shape: tuple[int, int] = (128, 128)
+    spacing: float = 2.5
+    percentile: float = 99.5
+
+    def __post_init__(self):
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) != 2 or min(shape) < 8:
+            raise ValueError(f"shape must be (H, W) with sides >= 8; got {shape}")
+        object.__setattr__(self, "shape", shape)
+        if not self.spacing > 0:
+            raise ValueError(f"spacing must be > 0 mm; got {self.spacing}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must lie in (50, 100]; got {self.percentile}")
+
+    def volume_slices(self, image, labels, spacing_yx):
+        """A volume ``(nz, ny, nx)`` as normalised slices ``(nz, H, W)`` (labels
+        ``None`` allowed)."""
+        image, labels = resample_in_plane(
+            image, labels, spacing_yx, target_spacing=self.spacing, out_shape=self.shape
+        )
+        return normalize(image, percentile=self.percentile), labels
+
+
+class SimulatedData:
+    """Batches drawn on device by :func:`jaxsim.population.sample_batch`.
+
+    The sampler's slice size and pixel-size range follow the preprocessing: the
+    pixel size is drawn within 20 % of ``preprocessing.spacing`` (a scale
+    augmentation the real data gets from resampling).
+    """
+
+    def __init__(self, preprocessing: Preprocessing, spec: SamplerSpec | None = None):
+        s = preprocessing.spacing
+        base = SamplerSpec() if spec is None else spec
+        self.spec = base.replace(
+            shape=preprocessing.shape,
+            in_plane_spacing=(0.8 * s, 1.2 * s),
+            scheme=ACDC,
+        )
+
+    def batch(self, key, n: int):
+        b = sample_batch(key, n, self.spec)
+        return b.images, b.labels
+
+    def describe(self) -> dict:
+        return {"kind": "sim", "shape": list(self.spec.shape)}
+
+
+class SliceData:
+    """Batches of random slices from arrays held on device.
+
+    Args:
+        images: ``(N, H, W)`` normalised slices.
+        labels: ``(N, H, W)`` uint8 task labels.
+        names: optional case name per slice (for reports).
+    """
+
+    def __init__(self, images, labels, names=None, kind: str = "slices"):
+        images, labels = jnp.asarray(images, jnp.float32), jnp.asarray(labels)
+        if images.shape != labels.shape or images.ndim != 3:
+            raise ValueError(
+                f"images and labels must both be (N, H, W); got {images.shape} and "
+                f"{labels.shape}"
+            )
+        if images.shape[0] == 0:
+            raise ValueError("no slices to train on")
+        self.images, self.labels = images, labels.astype(jnp.uint8)
+        self.names = list(names) if names is not None else None
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, key, n: int):
+        idx = jax.random.randint(key, (n,), 0, len(self))
+        return self.images[idx], self.labels[idx]
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "slices": len(self)}
+
+
+def slices_from_cases(cases: list[LabelledCase], preprocessing: Preprocessing):
+    """Every slice of every case at the network's pixel size, and the case name of
+    each slice."""
+    images, labels, names = [], [], []
+    for case in cases:
+        img, lab = preprocessing.volume_slices(
+            case.image, case.labels, case.spacing[1:]
+        )
+        images.append(np.asarray(img))
+        labels.append(np.asarray(lab))
+        names += [case.name] * img.shape[0]
+    return np.concatenate(images), np.concatenate(labels), names
+
+
+class DatabaseData:
+    """Random slices of a jaxsim population database, read from disk per batch.
+
+    Tissue labels map to the scheme's classes; each record's own geometry gives
+    its pixel size. Batches depend only on the key (a NumPy generator seeded from
+    it picks the records and slices).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        preprocessing: Preprocessing,
+        scheme: LabelScheme = ACDC,
+    ):
+        self.path = Path(path)
+        self.db = Database(self.path)
+        self.n_records = self.db.n_records
+        if self.n_records == 0:
+            raise ValueError(f"{self.path} holds no records")
+        self.nz = int(self.db.record(0)[0].shape[0])
+        self.preprocessing = preprocessing
+        self.scheme = scheme
+
+    def batch(self, key, n: int):
+        seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+        rng = np.random.default_rng(seed)
+        images, labels = [], []
+        for r, k in zip(
+            rng.integers(0, self.n_records, n), rng.integers(0, self.nz, n), strict=True
+        ):
+            image, tissue, geometry = self.db.record(int(r))
+            spacing = tuple(float(s) for s in np.asarray(geometry.spacing))[1:]
+            lab = task_labels(np.asarray(tissue[k : k + 1]), self.scheme)
+            img, lab = self.preprocessing.volume_slices(image[k : k + 1], lab, spacing)
+            images.append(img[0])
+            labels.append(lab[0])
+        return jnp.stack(images), jnp.stack(labels)
+
+    def describe(self) -> dict:
+        return {"kind": "database", "path": str(self.path), "records": self.n_records}
+
+
+def open_data(
+    spec: str,
+    preprocessing: Preprocessing,
+    *,
+    spacing=None,
+    label_map=None,
+    scheme: LabelScheme = ACDC,
+):
+    """A data source from a specification: ``"sim"``, a database ``.h5`` made by
+    ``jaxsim population``, or a folder (or file) of real labelled cases.
+
+    Args:
+        spec: the data specification.
+        preprocessing: the network's input layout.
+        spacing: ``(sz, sy, sx)`` mm for real files that store none (HDF5).
+        label_map: ``{file value: class value}`` for real labels.
+        scheme: the task's label scheme.
+
+    Raises:
+        ValueError, FileNotFoundError: unknown specification, missing path, or a
+            folder without labelled cases.
+    """
+    if spec == "sim":
+        return SimulatedData(preprocessing)
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"--data {spec}: no such file or folder (give 'sim', a database .h5 or "
+            "a folder of labelled images)"
+        )
+    if is_population_database(path):
+        return DatabaseData(path, preprocessing, scheme)
+    cases = load_cases(
+        path, spacing=spacing, label_map=label_map, n_classes=scheme.n_classes
+    )
+    images, labels, names = slices_from_cases(cases, preprocessing)
+    return SliceData(images, labels, names, kind="real")
