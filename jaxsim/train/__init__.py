@@ -6,6 +6,21 @@ folders of real labelled images; preprocessing is shared between training and
 inference so a real image is seen the same way in both.
 """
 
+from ._data import DatabaseData as DatabaseData
+from ._data import Preprocessing as Preprocessing
+from ._data import SimulatedData as SimulatedData
+from ._data import SliceData as SliceData
+from ._data import open_data as open_data
+from ._data import slices_from_cases as slices_from_cases
+from ._infer import largest_components as largest_components
+from ._infer import segment_volume as segment_volume
+from ._loop import TrainConfig as TrainConfig
+from ._loop import Trainer as Trainer
+from ._loop import TrainResult as TrainResult
+from ._loop import dice_per_class as dice_per_class
+from ._loop import fit as fit
+from ._loop import make_optimizer as make_optimizer
+from ._loop import predict_batches as predict_batches
 from ._transforms import Augmentation as Augmentation
 from ._transforms import augment as augment
 from ._transforms import normalize as normalize

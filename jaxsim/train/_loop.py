@@ -238,14 +238,18 @@ class Trainer:
         if self.augmentation is not None:
             images, labels = augment(key, images, labels, self.augmentation)
 
-        def loss_fn(params):
-            model = nnx.merge(self.graphdef, params, state["rest"])
+        def loss_fn(params, rest):
+            # both as arguments: state that the forward pass updates (batch
+            # statistics, dropout RNG counts) must belong to the inner trace
+            model = nnx.merge(self.graphdef, params, rest)
             model.train()
             loss = self.objective(model, images, labels)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, rest
 
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (loss, rest), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["rest"]
+        )
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new = {"params": params, "rest": rest, "opt": opt, "step": state["step"] + 1}
@@ -357,6 +361,7 @@ def fit(
     meta: dict,
     resume: bool = False,
     progress: bool = True,
+    until: int | None = None,
 ) -> TrainResult:
     """Run a :class:`Trainer` to ``config.steps`` with validation, logs and
     checkpoints in ``run_dir`` (``metrics.csv``, ``curves.png``,
@@ -369,6 +374,8 @@ def fit(
         meta: JSON description saved with every checkpoint.
         resume: continue an existing run (its metrics are kept).
         progress: tqdm progress bar.
+        until: stop (with a checkpoint) after this many steps, short of
+            ``config.steps`` (a time-limited job; ``resume`` continues it).
     """
     from tqdm.auto import tqdm
 
@@ -396,7 +403,8 @@ def fit(
             disable=not progress,
         )
         losses = []
-        while trainer.step_count < config.steps:
+        stop = config.steps if until is None else min(int(until), config.steps)
+        while trainer.step_count < stop:
             loss = float(trainer.step())
             if not math.isfinite(loss):
                 raise FloatingPointError(
@@ -407,7 +415,7 @@ def fit(
             losses.append(loss)
             row = {"step": step, "loss": loss, "seconds": time.perf_counter() - t0}
             bar.update(1)
-            last = step == config.steps
+            last = step == stop
             if validation is not None and (step % config.eval_every == 0 or last):
                 pred = predict_batches(trainer.model(), validation[0])
                 dice = dice_per_class(pred, validation[1], ACDC.n_classes)
