@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from jaxsim import __version__
 
@@ -36,18 +39,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: How command-line errors spell the library's options (a subcommand may add
+#: its own with ``set_defaults(flags={...})``).
+FLAGS = {
+    "overwrite": "--force",
+    "resume": "--resume",
+    "repair": "'jaxsim population ... --resume --repair'",
+}
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], int | None]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next record boundary.
+
+    Yields a callable returning the signal number once one has arrived (for the
+    ``stop`` argument of long library calls); a second signal stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _message(err: BaseException, args: argparse.Namespace) -> str:
+    from jaxsim.io import OptionMessage
+
+    if isinstance(err, OptionMessage):
+        return err.render({**FLAGS, **getattr(args, "flags", {})})
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from jaxsim.io import Interrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
+    name = f"jaxsim {args.command}"
     try:
+        if getattr(args, "stoppable", False):
+            with stop_on_signals() as stop:
+                args.stop = stop
+                return int(func(args) or 0)
         return int(func(args) or 0)
+    except Interrupted as err:
+        signum = err.reason if isinstance(err.reason, int) else signal.SIGINT
+        what = signal.Signals(signum).name
+        print(f"{name}: {what}: {_message(err, args)}", file=sys.stderr)
+        return 128 + signum
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
-        print(f"jaxsim {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a failing disk: one line, not a traceback
+        print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
