@@ -124,9 +124,28 @@ def _side_outputs(out: Path) -> dict[str, Path]:
     }
 
 
-def run_population(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class _Bar:
+    """A tqdm bar that appears with the first progress (not before an error)."""
 
+    def __init__(self, total: int, unit: str):
+        self.total, self.unit, self.bar = total, unit, None
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit=self.unit, dynamic_ncols=True)
+        self.bar.update(n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_population(args: argparse.Namespace) -> int:
     from jaxsim.io import (
         check_seed,
         check_shard,
@@ -149,7 +168,7 @@ def run_population(args: argparse.Namespace) -> int:
         f"grid {design.preset.shape} at {design.preset.spacing} mm"
     )
     t0 = time.perf_counter()
-    with tqdm(total=n_in_shard, unit="vol", dynamic_ncols=True) as bar:
+    with _Bar(n_in_shard, "vol") as bar:
         summary = generate_database(
             design,
             args.out,
@@ -191,13 +210,11 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from jaxsim.io import Database, export_nnunet
 
     with Database(args.database) as db:
         total = int(db.complete_flags.sum())
-    with tqdm(total=total, unit="case", dynamic_ncols=True) as bar:
+    with _Bar(total, "case") as bar:
         summary = export_nnunet(
             args.database,
             args.out_dir,

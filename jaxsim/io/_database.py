@@ -318,7 +318,7 @@ class Database:
             if rows
             else "a record"
         )
-        reason = f"{name}: {err}"
+        reason = f"{name}: {describe(err)}"
         return CorruptDatabaseError(
             f"{which} of {escape(self.path)} is corrupt ({escape(reason)})"
             + REPAIR_HINT,
@@ -326,6 +326,14 @@ class Database:
             reason=reason,
             **REPAIR_OPTION,
         )
+
+
+def describe(err) -> str:
+    """An HDF5 read error in words (a failed filter is a failed checksum)."""
+    text = str(err)
+    if "filter returned failure" in text or "checksum" in text:
+        return f"stored bytes fail their checksum ({text})"
+    return text
 
 
 def _inode(path: Path):

@@ -42,6 +42,9 @@ class OptionMessage:
         self.options = options
         super().__init__(template.format(**options), *args)
 
+    def __str__(self) -> str:
+        return self.template.format(**self.options)
+
     def render(self, names: Mapping[str, str]) -> str:
         """The message with each option ``name`` spelled ``names[name]`` if given."""
         spelled = {k: names.get(k, v) for k, v in self.options.items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._database import describe
 from ._errors import OptionError, escape
 from ._files import fsync_dir, remove_tree, write_bytes
 from ._schema import (
@@ -207,7 +208,7 @@ def _read_all(dset: h5py.Dataset) -> np.ndarray:
     try:
         return np.asarray(dset[()])
     except OSError as err:
-        raise _ChecksumError(f"{dset.name.lstrip('/')}: {err}") from err
+        raise _ChecksumError(f"{dset.name.lstrip('/')}: {describe(err)}") from err
 
 
 def write_index(

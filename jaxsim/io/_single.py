@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._database import describe
 from ._errors import CorruptDatabaseError, Interrupted, escape
 from ._files import HookedFile, _temporary, fsync_dir
 from ._schema import RECORD_COLUMNS, Dims, create_arrays, same_filters, write_subjects
@@ -127,7 +128,7 @@ def _copy_label_set(out: h5py.File, src: h5py.File, source: Source, dims: Dims):
         try:
             return np.asarray(src[name][index])
         except OSError as err:
-            raise _corrupt(source, which, f"{name}: {err}") from err
+            raise _corrupt(source, which, f"{name}: {describe(err)}") from err
 
     block = slice(first, first + n_c)
     if not read("records/complete", block).all():
