@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import tempfile
@@ -104,7 +103,10 @@ def check_writable(
 
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Flush a folder's entries (a rename is durable only after this)."""
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # folders cannot be opened everywhere (Windows)
+        return
     try:
         os.fsync(fd)
     except OSError as err:  # some file systems cannot sync folders
@@ -179,9 +181,23 @@ def write_bytes(path: Path, data, *, what: str) -> None:
             tmp.unlink()
 
 
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows
+    return os.write(fd, data)
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows
+    return os.read(fd, size)
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while len(data):
-        n = os.pwrite(fd, data, offset)
+        n = _pwrite(fd, data, offset)
         data, offset = data[n:], offset + n
 
 
@@ -227,13 +243,13 @@ class HookedFile:
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             size = max(0, os.fstat(self.fd).st_size - self.pos)
-        data = os.pread(self.fd, size, self.pos)
+        data = _pread(self.fd, size, self.pos)
         self.pos += len(data)
         return data
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
-        data = os.pread(self.fd, len(view), self.pos)
+        data = _pread(self.fd, len(view), self.pos)
         view[: len(data)] = data
         self.pos += len(data)
         return len(data)
@@ -305,6 +321,11 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[None]:
     Raises:
         OptionError: another process holds the lock.
     """
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here (Windows): no guard
+        yield
+        return
     lock = path.parent / f".{path.name}.lock"
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)

@@ -227,7 +227,12 @@ def write_index(
         f.attrs["parts"] = journal.folder.name
         _virtual(f, "images", dims, todo, journal, per_record=True)
         _virtual(f, "labels", dims, todo, journal, per_record=False)
-        f.create_dataset("affines", data=np.asarray(affines, np.float64))
+        f.create_dataset(
+            "affines",
+            data=np.asarray(affines, np.float64),
+            chunks=(1, 4, 4),
+            fletcher32=True,
+        )
         f.create_group("records")
         for name in (*RECORD_COLUMNS, "complete"):
             _virtual(f, f"records/{name}", dims, todo, journal, per_record=True)

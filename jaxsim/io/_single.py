@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,12 +41,18 @@ class Source:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Delete hidden temporaries a killed writer of ``path`` left beside it."""
+    """Delete hidden temporaries a killed writer of ``path`` left beside it.
+
+    Those are ``.NAME.XXXXXXXX.partial`` / ``.tmp`` files and
+    ``.NAME.parts.XXXXXXXX`` folders (``XXXXXXXX``: Python's temporary names).
+    """
+    name = re.escape(path.name)
+    files = re.compile(rf"\.{name}\.[A-Za-z0-9_]{{8}}\.(partial|tmp)")
+    folders = re.compile(rf"\.{name}\.parts\.[A-Za-z0-9_]{{8}}")
     for entry in os.scandir(path.parent):
-        name = entry.name
-        if name.startswith(f".{path.name}.") and name.endswith((".partial", ".tmp")):
+        if files.fullmatch(entry.name) and entry.is_file():
             os.unlink(entry.path)
-        elif name.startswith(f".{path.name}.parts.") and entry.is_dir():
+        elif folders.fullmatch(entry.name) and entry.is_dir():
             shutil.rmtree(entry.path, ignore_errors=True)
 
 

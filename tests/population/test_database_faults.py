@@ -292,3 +292,17 @@ def test_every_write_point(mode, tiny_design, tiny_db, run_writes, tmp_path):
         assert_same_database(snapshot / "t.h5", tiny_db)
         shutil.rmtree(folder)
         shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def test_a_second_writer_of_the_same_file_is_refused(tiny_design, tiny_db, tmp_path):
+    out, refused = tmp_path / "t.h5", []
+
+    def progress(n):
+        if not refused:
+            with pytest.raises(ValueError, match="another process is writing") as e:
+                generate_database(tiny_design, out, resume=True)
+            refused.append(e.value)
+
+    generate_database(tiny_design, out, progress=progress)
+    assert refused and sorted(p.name for p in tmp_path.iterdir()) == ["t.h5"]
+    assert_same_database(out, tiny_db)
