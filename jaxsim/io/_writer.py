@@ -116,10 +116,11 @@ def generate_database(
         file size.
 
     Raises:
-        OptionError: bad ``seed`` or ``shard``, or the files on disk belong to
-            another run.
-        OutputExistsError: ``path`` (or an interrupted run) exists and neither
-            ``resume`` nor ``overwrite`` is set.
+        OptionError: bad ``seed`` or ``shard``; the files on disk belong to
+            another run; an interrupted run exists and neither ``resume`` nor
+            ``overwrite`` is set; another process is writing ``path``.
+        OutputExistsError: ``path`` exists and neither ``resume`` nor
+            ``overwrite`` is set.
         CorruptDatabaseError: resuming, some records fail their checksum and
             ``repair`` is not set.
         WriteError: a write failed (e.g. the disk is full); resume once fixed.
@@ -189,10 +190,15 @@ class _Run:
             if resume:
                 if run != run_description(self.design, self.shard):
                     found = {k: run.get(k) for k in self.ident}
+                    what = (
+                        f"makes {escape(found)}, not {escape(self.ident)}"
+                        if found != self.ident
+                        else "has another design (preset definition or format)"
+                    )
                     raise OptionError(
                         f"cannot resume {escape(self.path)}: its interrupted run "
-                        f"({escape(self.journal.folder)}) makes {escape(found)}, "
-                        f"not {escape(self.ident)}; pass {{overwrite}} to discard it",
+                        f"({escape(self.journal.folder)}) {what}; pass "
+                        "{overwrite} to discard it",
                         **_OVERWRITE,
                     )
             elif overwrite:
@@ -255,6 +261,7 @@ class _Run:
         """Label sets already done, and the bad ones: label set -> records."""
         done: set[int] = set()
         self.base_done: set[int] = set()
+        self.good_parts: set[int] = set()
         bad: dict[int, list] = {}
         reasons: dict[int, str] = {}
         self.journal.remove_temporaries()
@@ -264,6 +271,7 @@ class _Run:
             why = verify_part(part, ls, self.design, self.dims)
             if why is None:
                 done.add(ls)
+                self.good_parts.add(ls)
             else:
                 bad[ls], reasons[ls] = list(self.dims_rows(ls)), f"{part}: {why}"
         if base is not None:
@@ -306,9 +314,9 @@ class _Run:
                 affines,
                 self.todo,
             )
-        for ls in self.journal.committed():
-            if ls in pending:  # a bad part being repaired
-                os.unlink(self.journal.part_path(ls))
+        for ls, part in self.journal.committed().items():
+            if ls not in self.good_parts:  # bad: regenerated, or in the old file
+                os.unlink(part)
         n_c = self.dims.n_contrasts
         for ls in pending:
             self._maybe_stop(summary)

@@ -306,3 +306,23 @@ def test_a_second_writer_of_the_same_file_is_refused(tiny_design, tiny_db, tmp_p
     generate_database(tiny_design, out, progress=progress)
     assert refused and sorted(p.name for p in tmp_path.iterdir()) == ["t.h5"]
     assert_same_database(out, tiny_db)
+
+
+def test_an_interrupted_run_is_continued_only_as_asked(tiny_design, tiny_db, tmp_path):
+    from jaxsim.population import PopulationDesign
+
+    out, done = tmp_path / "t.h5", []
+    with pytest.raises(Interrupted):
+        generate_database(
+            tiny_design, out, progress=done.append, stop=lambda: len(done) == 2
+        )
+    other = PopulationDesign(tiny_design.preset, tiny_design.seed + 1)
+    with pytest.raises(ValueError, match=r"makes .*'seed': 7.*not .*'seed': 8"):
+        generate_database(other, out, resume=True)
+    with pytest.raises(ValueError, match="pass resume=True to continue it or "):
+        generate_database(tiny_design, out)
+    with pytest.raises(ValueError, match=r"'shard': '0/1'.*not .*'shard': '0/2'"):
+        generate_database(tiny_design, out, resume=True, shard=(0, 2))
+    summary = generate_database(tiny_design, out, overwrite=True)  # starts over
+    assert summary["records_written"] == 12
+    assert_same_database(out, tiny_db)
