@@ -247,11 +247,14 @@ class Database:
     # ------------------------------------------------------------ records
     def geometry(self, record: int) -> ImageGeometry:
         """Placement of a record's grid (its subject's affine)."""
+        self._refresh()
         self._check_index(record)
-        s = int(self._read(record, "records/subject", record))
+        if self.layout == "journal":  # each part holds its own affine
+            name, row = "label_set_affines", record // self.n_contrasts
+        else:
+            name, row = "affines", int(self._read(record, "records/subject", record))
         return ImageGeometry(
-            affine=np.asarray(self._read(record, "affines", s)),
-            shape=self._shape,
+            affine=np.asarray(self._read(record, name, row)), shape=self._shape
         )
 
     def record(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageGeometry]:

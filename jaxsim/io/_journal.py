@@ -212,13 +212,16 @@ def _read_all(dset: h5py.Dataset) -> np.ndarray:
 
 
 def write_index(
-    path: Path, journal: Journal, design, shard, dims: Dims, subjects, affines, todo
+    path: Path, journal: Journal, design, shard, dims: Dims, subjects, todo
 ) -> None:
     """Write the journal index at ``path``: virtual datasets over the parts.
 
+    Besides the single file's datasets it has ``label_set_affines``
+    ``(n_label_sets, 4, 4)``, each label set's own affine; ``affines[s]`` shows
+    the affine of subject ``s``'s first label set in the shard.
+
     Args:
         subjects: ``name -> (n_subjects,)`` phantom parameters.
-        affines: ``(n_subjects, 4, 4)`` of the shard's subjects (zero elsewhere).
         todo: the shard's label sets.
     """
     buffer = io.BytesIO()
@@ -227,12 +230,7 @@ def write_index(
         f.attrs["parts"] = journal.folder.name
         _virtual(f, "images", dims, todo, journal, per_record=True)
         _virtual(f, "labels", dims, todo, journal, per_record=False)
-        f.create_dataset(
-            "affines",
-            data=np.asarray(affines, np.float64),
-            chunks=(1, 4, 4),
-            fletcher32=True,
-        )
+        _virtual(f, "affines", dims, todo, journal, per_record=False)
         f.create_group("records")
         for name in (*RECORD_COLUMNS, "complete"):
             _virtual(f, f"records/{name}", dims, todo, journal, per_record=True)
@@ -246,6 +244,8 @@ def _virtual(f, name, dims: Dims, todo, journal: Journal, *, per_record: bool):
     if name in ("images", "labels"):
         dtype = "float32" if name == "images" else "uint8"
         trailing = dims.shape
+    elif name == "affines":
+        dtype, trailing = "float64", (4, 4)
     else:
         dtype = "bool" if column == "complete" else RECORD_COLUMNS[column]
         trailing = dims.column_shape(column, 1)[1:]
@@ -256,6 +256,17 @@ def _virtual(f, name, dims: Dims, todo, journal: Journal, *, per_record: bool):
         source = h5py.VirtualSource(
             journal.relative_part(ls), name, shape=(rows, *trailing)
         )
-        start = ls * rows
-        layout[start : start + rows] = source
-    f.create_virtual_dataset(name, layout, fillvalue=np.zeros((), dtype)[()])
+        layout[ls * rows : (ls + 1) * rows] = source
+    fill = np.zeros((), dtype)[()]
+    if name != "affines":
+        f.create_virtual_dataset(name, layout, fillvalue=fill)
+        return
+    f.create_virtual_dataset("label_set_affines", layout, fillvalue=fill)
+    per_subject = h5py.VirtualLayout((dims.n_subjects, 4, 4), dtype)
+    first: dict[int, int] = {}
+    for ls in todo:
+        first.setdefault(ls // (dims.n_label_sets // dims.n_subjects), ls)
+    for s, ls in first.items():
+        source = h5py.VirtualSource(journal.relative_part(ls), name, shape=(1, 4, 4))
+        per_subject[s : s + 1] = source
+    f.create_virtual_dataset("affines", per_subject, fillvalue=fill)

@@ -33,11 +33,17 @@ REPAIR = {"repair": "generate_database(..., resume=True, repair=True)"}
 
 @dataclass(frozen=True)
 class Source:
-    """Where label set ``label_set``'s records are: a part or a single file."""
+    """Where label set ``label_set``'s records are: a part or a single file.
+
+    ``verified``: its images were read back through their checksums already (or
+    written from memory by this process); their chunks are then copied as they
+    are, checksums included, without decoding them again.
+    """
 
     label_set: int
     path: Path
     is_part: bool
+    verified: bool = False
 
 
 def remove_stale_temporaries(path: Path) -> None:
@@ -69,6 +75,9 @@ def write_single(
     what: str = "database",
 ) -> None:
     """Write (and rename into place) a single file holding ``sources``.
+
+    Records of sources not marked ``verified`` are read back through their
+    checksums on the way.
 
     Raises:
         CorruptDatabaseError: a source record fails its checksum (``path`` is
@@ -147,10 +156,11 @@ def _copy_label_set(out: h5py.File, src: h5py.File, source: Source, dims: Dims):
         out["records"][name][rows] = values
     images, raw = src["images"], same_filters(src["images"], out["images"])
     for k in range(n_c):
-        image = read("images", first + k, [rows.start + k])
-        if not np.isfinite(image).all():
-            raise _corrupt(source, [rows.start + k], "images: non-finite values")
-        if raw:  # the bytes just verified, copied without recompressing
+        if not (raw and source.verified):
+            image = read("images", first + k, [rows.start + k])
+            if not np.isfinite(image).all():
+                raise _corrupt(source, [rows.start + k], "images: non-finite values")
+        if raw:  # verified bytes, copied without recompressing
             mask, chunk = images.id.read_direct_chunk((first + k, 0, 0, 0))
             out["images"].id.write_direct_chunk((rows.start + k, 0, 0, 0), chunk, mask)
         else:

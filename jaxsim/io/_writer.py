@@ -303,7 +303,6 @@ class _Run:
         if not self.journal.exists():
             self.journal.create(self.design, self.shard)
         if base is None and not self._holds_other_file():
-            affines = self._affines(subjects)
             write_index(
                 self.path,
                 self.journal,
@@ -311,7 +310,6 @@ class _Run:
                 self.shard,
                 self.dims,
                 subject_arrays,
-                affines,
                 self.todo,
             )
         for ls, part in self.journal.committed().items():
@@ -328,9 +326,11 @@ class _Run:
             if self.progress is not None:
                 self.progress(n_c)
         self._maybe_stop(summary)
-        parts = self.journal.committed()
+        parts = self.journal.committed()  # verified at the start, or new
         sources = [
-            Source(ls, parts[ls], True) if ls in parts else Source(ls, base, False)
+            Source(ls, parts[ls], True, verified=True)
+            if ls in parts
+            else Source(ls, base, False, verified=True)
             for ls in self.todo
         ]
         attrs = file_attrs(self.design, self.shard, layout="single")
@@ -355,15 +355,6 @@ class _Run:
                 return db.layout != "journal"
         except (ValueError, OSError):
             return True  # unreadable: replaced only by the finished file
-
-    def _affines(self, subjects) -> np.ndarray:
-        import jax
-
-        affines = np.zeros((self.dims.n_subjects, 4, 4))
-        for s in sorted({ls // self.design.n_phases for ls in self.todo}):
-            subject = jax.tree_util.tree_map(lambda a: a[s], subjects)  # noqa: B023
-            affines[s] = np.asarray(self.design.geometry(subject).affine, np.float64)
-        return affines
 
     def _maybe_stop(self, summary) -> None:
         reason = self.stop() if self.stop is not None else None
