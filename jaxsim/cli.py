@@ -82,8 +82,6 @@ def _message(err: BaseException, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jaxsim.io import Interrupted
-
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
@@ -97,20 +95,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.stop = stop
                 return int(func(args) or 0)
         return int(func(args) or 0)
-    except Interrupted as err:
-        signum = err.reason if isinstance(err.reason, int) else signal.SIGINT
-        what = signal.Signals(signum).name
-        print(f"{name}: {what}: {_message(err, args)}", file=sys.stderr)
-        return 128 + signum
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
-        print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
+    except Exception as err:
+        code = _exit_code(err)
+        if code is None:
+            raise
+        if code > 128:  # stopped by a signal at a record boundary
+            what = signal.Signals(code - 128).name
+            print(f"{name}: {what}: {_message(err, args)}", file=sys.stderr)
+        else:
+            print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
+        return code
+
+
+def _exit_code(err: Exception) -> int | None:
+    """Exit code for an error reported in one line (None: let it propagate)."""
+    from jaxsim.io import Interrupted
+
+    if isinstance(err, Interrupted):
+        signals = {int(s) for s in signal.Signals}
+        reason = err.reason
+        valid = isinstance(reason, int) and not isinstance(reason, bool)
+        return 128 + (reason if valid and reason in signals else signal.SIGINT)
+    if isinstance(
+        err, (ValueError, FileExistsError, FileNotFoundError, PermissionError)
+    ):
         return 2
-    except OSError as err:  # a failing disk: one line, not a traceback
-        print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
+    if isinstance(err, OSError):  # a failing disk: one line, not a traceback
         return 1
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
