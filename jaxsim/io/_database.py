@@ -32,11 +32,11 @@ from jaxsim.geometry import ImageGeometry
 from ._errors import CorruptDatabaseError, OptionError, escape
 from ._schema import FORMAT, READABLE_VERSIONS, version
 
-__all__ = ["Database", "REPAIR_HINT"]
+__all__ = ["Database", "describe"]
 
-#: Appended to corruption messages (the CLI spells the options as flags).
-REPAIR_HINT = "; regenerate it with {repair}"
-REPAIR_OPTION = {"repair": "generate_database(..., resume=True, repair=True)"}
+# Appended to corruption messages (the CLI spells the option as its flags).
+_REPAIR_HINT = "; regenerate it with {repair}"
+_REPAIR = {"repair": "generate_database(..., resume=True, repair=True)"}
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -324,10 +324,10 @@ class Database:
         reason = f"{name}: {describe(err)}"
         return CorruptDatabaseError(
             f"{which} of {escape(self.path)} is corrupt ({escape(reason)})"
-            + REPAIR_HINT,
+            + _REPAIR_HINT,
             records=rows,
             reason=reason,
-            **REPAIR_OPTION,
+            **_REPAIR,
         )
 
 

@@ -28,7 +28,7 @@ from ._schema import RECORD_COLUMNS, Dims, create_arrays, same_filters, write_su
 
 __all__ = ["Source", "write_single", "remove_stale_temporaries"]
 
-REPAIR = {"repair": "generate_database(..., resume=True, repair=True)"}
+_REPAIR = {"repair": "generate_database(..., resume=True, repair=True)"}
 
 
 @dataclass(frozen=True)
@@ -183,5 +183,5 @@ def _corrupt(source: Source, records, reason: str) -> CorruptDatabaseError:
         "regenerate it with {repair}",
         records=records,
         reason=reason,
-        **REPAIR,
+        **_REPAIR,
     )

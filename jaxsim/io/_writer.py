@@ -39,7 +39,6 @@ MAX_SEED = 2**32 - 1
 
 _RESUME = {"resume": "resume=True"}
 _OVERWRITE = {"overwrite": "overwrite=True"}
-_REPAIR = {"repair": "repair=True"}
 
 
 def check_seed(seed) -> int:
