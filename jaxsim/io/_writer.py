@@ -364,10 +364,16 @@ class _Run:
     def _stop_message(self, summary) -> tuple[str, dict]:
         safe = set(self.journal.committed()) | self.base_done
         done = len(safe & set(self.todo)) * self.dims.n_contrasts
+        where = escape(self.journal.folder if self.journal.exists() else self.path)
+        kept = (
+            f"; {escape(self.path)} stays as it was until the run completes"
+            if self.journal.exists() and self._holds_other_file()
+            else ""
+        )
         return (
             f"stopped at a record boundary: {done} of {summary['records_in_shard']} "
-            f"records of the shard are safe on disk ({escape(self.path)}); "
-            "continue with {resume}",
+            f"records of the shard are safe in {where}{kept}; continue with "
+            "{resume}",
             _RESUME,
         )
 

@@ -326,3 +326,20 @@ def test_an_interrupted_run_is_continued_only_as_asked(tiny_design, tiny_db, tmp
     summary = generate_database(tiny_design, out, overwrite=True)  # starts over
     assert summary["records_written"] == 12
     assert_same_database(out, tiny_db)
+
+
+def test_stopping_a_forced_run_keeps_the_old_file(tiny_design, tiny_db, tmp_path):
+    out, done = tmp_path / "t.h5", []
+    shutil.copy(tiny_db, out)
+    old = out.read_bytes()
+    with pytest.raises(Interrupted) as err:
+        generate_database(
+            tiny_design,
+            out,
+            overwrite=True,
+            progress=done.append,
+            stop=lambda: signal.SIGINT if done else None,
+        )
+    assert "3 of 12 records of the shard are safe in" in str(err.value)
+    assert "t.h5 stays as it was until the run completes" in str(err.value)
+    assert out.read_bytes() == old
