@@ -241,12 +241,15 @@ def run_check(args: argparse.Namespace) -> int:
         + (f", {len(missing)} missing" if missing else "")
     )
     for reason, records in _group(bad).items():
-        print(f"  bad: records {records}: {reason}")
+        print(
+            f"  bad: record{'s' if '-' in records or ',' in records else ''} "
+            f"{records}: {reason}"
+        )
     if bad:
         print(
-            "regenerate them with 'jaxsim population --preset PRESET --seed SEED "
-            f"--shard i/N --out {args.database} --resume --repair' (the file's "
-            "own preset, seed and shard)"
+            f"regenerate them with: jaxsim population --preset {report['preset']} "
+            f"--seed {report['seed']} --shard {report['shard']} --out "
+            f"{args.database} --resume --repair"
         )
     return 1 if bad else 0
 

@@ -39,7 +39,8 @@ def check_database(
         progress: optional callable ``progress(n_records_checked_now)``.
 
     Returns:
-        ``{"path", "layout", "format_version", "complete", "records",
+        ``{"path", "preset", "seed", "shard", "layout", "format_version",
+        "complete", "records",
         "records_in_shard", "records_complete", "bad": {record: reason},
         "missing": [records of the shard not on disk]}``.
 
@@ -75,6 +76,9 @@ def check_database(
                 bad.setdefault(int(r), "missing, although the file is marked complete")
         return {
             "path": str(path),
+            "preset": design.preset.name,
+            "seed": design.seed,
+            "shard": f"{i}/{n}",
             "layout": db.layout,
             "format_version": db.format_version,
             "complete": complete,

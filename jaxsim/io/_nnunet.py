@@ -90,6 +90,7 @@ def export_nnunet(
                 f"{{database}} {escape(database)} has no complete record to export",
                 database="database",
             )
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         for entry in out.glob(".jaxsim-export-*"):
             shutil.rmtree(entry, ignore_errors=True)  # left by a killed export
@@ -106,6 +107,10 @@ def export_nnunet(
                     progress(1)
             _dataset_json(stage, database, acdc_labels, int(rows.size))
             _swap_in(stage, out)
+        except BaseException:
+            if created:  # nothing of ours is left in it
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return {"cases": int(rows.size), "out_dir": str(out)}

@@ -383,8 +383,10 @@ def _bad_records_error(bad: dict[int, list], reasons: dict[int, str]):
 
     records = sorted(r for rows in bad.values() for r in rows)
     first = reasons[min(bad)]
+    n = len(records)
+    which = f"record {records[0]} is" if n == 1 else f"{n} records are"
     return CorruptDatabaseError(
-        f"{len(records)} records are corrupt or unreadable: {_ranges(records)} "
+        f"{which} corrupt or unreadable ({_ranges(records)}) "
         f"(first: {escape(first)}); regenerate them with {{repair}}",
         records=records,
         reason=first,

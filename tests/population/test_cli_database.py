@@ -179,13 +179,16 @@ def test_check_and_repair_from_the_command_line(tiny_preset, tiny_db, tmp_path, 
         fh.write(b"\x00\x01\x02\x03")
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "1 bad" in out and "bad: records 10: images" in out
+    assert "1 bad" in out and "bad: record 10: images" in out
+    assert "jaxsim population --preset tiny --seed 7 --shard 0/1 --out" in out
     assert main(["export-nnunet", str(path), str(tmp_path / "nn")]) == 2
     line = last_error_line(capsys)
     assert "record 10 of" in line and "--resume --repair" in line
     args = [*tiny_preset, "--out", str(path), "--no-pictures", "--resume"]
     assert main(args) == 2
-    assert "regenerate them with --resume --repair" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "record 10 is corrupt" in line
+    assert "regenerate them with --resume --repair" in line
     assert main([*args, "--repair"]) == 0
     assert "1 repaired" in capsys.readouterr().out
     assert main(["check", str(path)]) == 0

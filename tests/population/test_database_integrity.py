@@ -67,13 +67,18 @@ def test_a_damaged_record_stops_export_before_anything_is_replaced(damaged, tmp_
     out = tmp_path / "nn"
     with pytest.raises(CorruptDatabaseError, match="record 5"):
         export_nnunet(damaged, out)
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # created for the export, removed with it
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(CorruptDatabaseError, match="record 5"):
+        export_nnunet(damaged, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_resume_names_damaged_records_and_repair_regenerates_them(
     damaged, tiny_design, tiny_db
 ):
-    with pytest.raises(CorruptDatabaseError, match="records are corrupt") as err:
+    with pytest.raises(CorruptDatabaseError, match="record 5 is corrupt") as err:
         generate_database(tiny_design, damaged, resume=True)
     assert err.value.records == (5,) and "repair=True" in str(err.value)
     summary = generate_database(tiny_design, damaged, resume=True, repair=True)
