@@ -2,9 +2,9 @@
 
 The command runs in a subprocess whose simulator replays the reference database's
 label sets (the simulation itself is tested elsewhere; here it would only cost
-compile time), each one when the test opens its gate, so a signal can be sent at
-a known moment. Failing ``pwrite`` calls are injected with strace where it is
-installed and allowed to trace.
+compile time), each one when the test opens its gate; it says when it waits for
+one, so a signal can be sent at a known moment. Failing ``pwrite`` calls are
+injected with strace where it is installed and allowed to trace.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ PRESETS["tiny"] = Preset(**{k: tuple(v) if isinstance(v, list) else v
 
 
 def replay(design, label_set, *, subjects=None, devices=None):
+    if gate:  # say we wait, then wait for the test to open this label set's gate
+        (Path(gate) / f"waiting{label_set}").touch()
     while gate and not (Path(gate) / str(label_set)).exists():
         time.sleep(0.01)
     n_c = design.n_contrasts
@@ -123,7 +125,7 @@ def test_a_signal_stops_at_a_record_boundary_and_readers_keep_reading(
     try:
         for ls in (0, 1):
             (gate / str(ls)).touch()
-        wait_for(tmp_path / "t.h5.parts" / "ls_000001.h5", proc)
+        wait_for(gate / "waiting2", proc)  # parts 0 and 1 are written
         # Another process reads while the run writes (no lock stops either).
         reader = Database(out)
         assert reader.complete_flags.sum() == 6
