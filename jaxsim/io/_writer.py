@@ -12,6 +12,7 @@ continues. Nothing is ever modified in place.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from collections.abc import Callable
@@ -41,18 +42,19 @@ _RESUME = {"resume": "resume=True"}
 _OVERWRITE = {"overwrite": "overwrite=True"}
 
 
-def check_seed(seed) -> int:
-    """Return ``seed`` as an int, or raise naming it and the allowed range.
+def check_seed(value) -> int:
+    """Return a design seed ``value`` as an int, or raise naming the allowed range.
 
     Raises:
         OptionError: not an integer in ``[0, MAX_SEED]``.
     """
-    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= MAX_SEED:
+    valid = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not valid or not 0 <= value <= MAX_SEED:
         raise OptionError(
-            f"{{seed}} must be an integer in [0, {MAX_SEED}]; got {escape(seed)}",
+            f"{{seed}} must be an integer in [0, {MAX_SEED}]; got {escape(value)}",
             seed="seed",
         )
-    return int(seed)
+    return int(value)
 
 
 def check_shard(design, shard) -> tuple[int, int]:
