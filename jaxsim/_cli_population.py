@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import time
 from pathlib import Path
 
@@ -40,13 +38,33 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="continue an interrupted run of the same preset/seed/shard",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --resume: regenerate records that fail their checksums",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing outputs (the old database stays readable until the "
+        "new one is complete) or discard an interrupted run",
+    )
     p.add_argument(
         "--no-pictures",
         action="store_true",
         help="skip the montage PNG and statistics files",
     )
-    p.set_defaults(func=run_population)
+    p.set_defaults(
+        func=run_population,
+        stoppable=True,
+        flags={
+            "path": "--out",
+            "seed": "--seed",
+            "shard": "--shard",
+            "repair": "--resume --repair",
+            "repair_alone": "--repair",
+        },
+    )
 
     m = subparsers.add_parser(
         "merge",
@@ -57,7 +75,15 @@ def add_parser(subparsers) -> None:
     m.add_argument("inputs", nargs="+", type=Path, metavar="SHARD.h5")
     m.add_argument("--out", required=True, type=Path, metavar="FILE.h5")
     m.add_argument("--force", action="store_true", help="overwrite --out")
-    m.set_defaults(func=run_merge)
+    m.set_defaults(
+        func=run_merge,
+        stoppable=True,
+        flags={
+            "path": "--out",
+            "inputs": "SHARD.h5",
+            "resume": "'jaxsim population ... --resume'",
+        },
+    )
 
     e = subparsers.add_parser(
         "export-nnunet",
@@ -73,8 +99,20 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="map labels to the ACDC convention (RV=1, MYO=2, LV=3)",
     )
-    e.add_argument("--force", action="store_true", help="write into an existing set")
-    e.set_defaults(func=run_export)
+    e.add_argument(
+        "--force", action="store_true", help="replace the data set in OUT_DIR"
+    )
+    e.set_defaults(func=run_export, flags={"database": "FILE.h5", "out_dir": "OUT_DIR"})
+
+    c = subparsers.add_parser(
+        "check",
+        help="verify every record of a database",
+        description="Read every record of a population database back through its "
+        "checksums and list the bad ones (exit code 1 if there are any). Bad "
+        "records are regenerated with 'jaxsim population ... --resume --repair'.",
+    )
+    c.add_argument("database", type=Path, metavar="DB.h5")
+    c.set_defaults(func=run_check, flags={"path": "DB.h5"})
 
 
 def _side_outputs(out: Path) -> dict[str, Path]:
@@ -86,19 +124,43 @@ def _side_outputs(out: Path) -> dict[str, Path]:
     }
 
 
-def run_population(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class _Bar:
+    """A tqdm bar that appears with the first progress (not before an error)."""
 
-    from jaxsim.io import generate_database
+    def __init__(self, total: int, unit: str):
+        self.total, self.unit, self.bar = total, unit, None
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit=self.unit, dynamic_ncols=True)
+        self.bar.update(n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_population(args: argparse.Namespace) -> int:
+    from jaxsim.io import (
+        check_seed,
+        check_shard,
+        check_side_outputs,
+        generate_database,
+        write_statistics,
+    )
     from jaxsim.population import PRESETS, PopulationDesign, parse_shard
 
-    shard = parse_shard(args.shard)
-    design = PopulationDesign(PRESETS[args.preset], args.seed)
+    design = PopulationDesign(PRESETS[args.preset], check_seed(args.seed))
+    shard = check_shard(design, parse_shard(args.shard))
     side = _side_outputs(args.out)
-    if not args.no_pictures and not (args.force or args.resume):
-        clash = [str(p) for p in side.values() if p.exists()]
-        if clash:
-            raise FileExistsError(f"{', '.join(clash)} exist; pass --force")
+    run = {"preset": args.preset, "seed": args.seed, "shard": "{}/{}".format(*shard)}
+    if not args.no_pictures:
+        check_side_outputs(side, run=run, resume=args.resume, overwrite=args.force)
     n_in_shard = len(design.label_sets_for_shard(*shard)) * design.n_contrasts
     print(
         f"jaxsim population: preset {args.preset}, seed {args.seed}, shard "
@@ -106,25 +168,30 @@ def run_population(args: argparse.Namespace) -> int:
         f"grid {design.preset.shape} at {design.preset.spacing} mm"
     )
     t0 = time.perf_counter()
-    with tqdm(total=n_in_shard, unit="vol", dynamic_ncols=True) as bar:
+    with _Bar(n_in_shard, "vol") as bar:
         summary = generate_database(
             design,
             args.out,
             shard=shard,
             resume=args.resume,
             overwrite=args.force,
+            repair=args.repair,
             progress=bar.update,
+            stop=args.stop,
         )
     seconds = time.perf_counter() - t0
     done = summary["records_written"]
+    repaired = summary["records_repaired"]
     print(
-        f"wrote {done} records ({summary['records_skipped']} already done) to "
-        f"{args.out} in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} volumes/s), "
+        f"wrote {done} records ({summary['records_skipped']} already done"
+        + (f", {repaired} repaired" if repaired else "")
+        + f") to {args.out} in {seconds:.1f} s "
+        f"({done / max(seconds, 1e-9):.2f} volumes/s), "
         f"{summary['bytes'] / 1e6:.1f} MB"
     )
-    if not args.no_pictures:
+    if not args.no_pictures:  # derived from the complete database, JSON first
+        write_statistics(args.out, side["csv"], side["json"], overwrite=True)
         write_montage(args.out, side["montage"])
-        write_statistics(args.out, side["csv"], side["json"])
         print(f"montage {side['montage']}, statistics {side['csv']}, {side['json']}")
     return 0
 
@@ -132,7 +199,9 @@ def run_population(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from jaxsim.io import merge_databases
 
-    summary = merge_databases(args.inputs, args.out, overwrite=args.force)
+    summary = merge_databases(
+        args.inputs, args.out, overwrite=args.force, stop=args.stop
+    )
     print(
         f"merged {summary['inputs']} shards into {args.out}: {summary['records']} "
         f"records, {summary['bytes'] / 1e6:.1f} MB"
@@ -141,13 +210,11 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from jaxsim.io import Database, export_nnunet
 
     with Database(args.database) as db:
         total = int(db.complete_flags.sum())
-    with tqdm(total=total, unit="case", dynamic_ncols=True) as bar:
+    with _Bar(total, "case") as bar:
         summary = export_nnunet(
             args.database,
             args.out_dir,
@@ -157,6 +224,50 @@ def run_export(args: argparse.Namespace) -> int:
         )
     print(f"wrote {summary['cases']} nnU-Net cases to {summary['out_dir']}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from jaxsim.io import check_database
+
+    report = check_database(args.database)
+    bad, missing = report["bad"], report["missing"]
+    state = "complete" if report["complete"] else "not complete"
+    if report["layout"] == "journal":
+        state = "being written or interrupted (continue it with --resume)"
+    print(
+        f"{args.database}: format {report['format_version']}, {state}; "
+        f"{report['records_complete']} of {report['records_in_shard']} records of "
+        f"its shard on disk, {len(bad)} bad"
+        + (f", {len(missing)} missing" if missing else "")
+    )
+    for reason, records in _group(bad).items():
+        print(
+            f"  bad: record{'s' if '-' in records or ',' in records else ''} "
+            f"{records}: {reason}"
+        )
+    if bad:
+        print(
+            f"regenerate them with: jaxsim population --preset {report['preset']} "
+            f"--seed {report['seed']} --shard {report['shard']} --out "
+            f"{args.database} --resume --repair"
+        )
+    return 1 if bad else 0
+
+
+def _group(bad: dict[int, str]) -> dict[str, str]:
+    """``{record: reason}`` -> ``{reason: "3-5, 9"}``."""
+    by_reason: dict[str, list[int]] = {}
+    for r, why in bad.items():
+        by_reason.setdefault(why, []).append(r)
+    out = {}
+    for why, records in by_reason.items():
+        parts, start = [], records[0]
+        for a, b in zip(records, [*records[1:], None], strict=True):
+            if b != a + 1:
+                parts.append(f"{start}" if start == a else f"{start}-{a}")
+                start = b
+        out[why] = ", ".join(parts)
+    return out
 
 
 # ---------------------------------------------------------------- pictures, stats
@@ -169,7 +280,7 @@ def write_montage(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jaxsim.io import Database
+    from jaxsim.io import Database, atomic_path
     from jaxsim.phantoms import TISSUE_INDEX
 
     heart = [TISSUE_INDEX[n] for n in ("lv_blood", "lv_myocardium", "rv_blood")]
@@ -178,7 +289,7 @@ def write_montage(
         rec = db.records()
         flags = db.complete_flags
         sets = [ls for ls in np.unique(rec["label_index"][flags])][:max_rows]
-        n_c = db.n_records // max(1, int(db._f["labels"].shape[0]))
+        n_c = db.n_contrasts
         cols = np.unique(np.linspace(0, n_c - 1, min(max_cols, n_c)).round()).astype(
             int
         )
@@ -221,65 +332,6 @@ def write_montage(
             fontsize=9,
         )
         fig.tight_layout()
-        fig.savefig(path)
+        with atomic_path(path, overwrite=True, what="montage") as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-
-
-def write_statistics(database: Path, csv_path: Path, json_path: Path) -> None:
-    """Per-subject EDV/ESV/EF (prescribed and realised) and record statistics."""
-    from jaxsim.io import Database
-    from jaxsim.phantoms import TISSUE_INDEX
-
-    lv = TISSUE_INDEX["lv_blood"]
-    with Database(database) as db:
-        rec, subj = db.records(), db.subjects()
-        flags = db.complete_flags
-        n_c = db.n_records // int(db._f["labels"].shape[0])
-        rows = []
-        for s in np.unique(rec["subject"][flags]):
-            volumes = {}
-            for phase in (0, 1):
-                r = (int(s) * 2 + phase) * n_c
-                if flags[r]:
-                    _, labels, geom = db.record(r)
-                    volumes[phase] = float(
-                        (labels == lv).sum() * float(geom.voxel_volume) / 1000.0
-                    )
-            edv, esv = float(subj["edv"][s]), float(subj["esv"][s])
-            row = {
-                "subject": int(s),
-                "sex": "female" if subj["sex"][s] > 0.5 else "male",
-                "edv_ml": edv,
-                "esv_ml": esv,
-                "ef": (edv - esv) / edv,
-                "label_lv_ed_ml": volumes.get(0, float("nan")),
-                "label_lv_es_ml": volumes.get(1, float("nan")),
-            }
-            rows.append(row)
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-    def stats(values):
-        v = np.asarray(values, float)
-        return {
-            "mean": float(np.nanmean(v)),
-            "std": float(np.nanstd(v)),
-            "min": float(np.nanmin(v)),
-            "max": float(np.nanmax(v)),
-        }
-
-    summary = {
-        "records": int(flags.sum()),
-        "subjects": len(rows),
-        "edv_ml": stats([r["edv_ml"] for r in rows]),
-        "esv_ml": stats([r["esv_ml"] for r in rows]),
-        "ef": stats([r["ef"] for r in rows]),
-        "snr_levels": sorted(set(np.asarray(rec["snr"][flags]).round(3).tolist())),
-        "tr_ms": sorted(set((rec["tr"][flags] * 1e3).round(3).tolist())),
-        "te_ms": sorted(set((rec["te"][flags] * 1e3).round(3).tolist())),
-        "flip_deg": sorted(set(np.degrees(rec["flip"][flags]).round(2).tolist())),
-        "noise_std": stats(rec["noise_std"][flags]),
-    }
-    json_path.write_text(json.dumps(summary, indent=2) + "\n")

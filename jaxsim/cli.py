@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from jaxsim import __version__
 
@@ -36,6 +39,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: How command-line errors spell the library's options (a subcommand may add
+#: its own with ``set_defaults(flags={...})``).
+FLAGS = {
+    "overwrite": "--force",
+    "resume": "--resume",
+    "repair": "'jaxsim population ... --resume --repair'",
+}
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], int | None]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next record boundary.
+
+    Yields a callable returning the signal number once one has arrived (for the
+    ``stop`` argument of long library calls); a second signal stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _message(err: BaseException, args: argparse.Namespace) -> str:
+    from jaxsim.io import OptionMessage
+
+    if isinstance(err, OptionMessage):
+        return err.render({**FLAGS, **getattr(args, "flags", {})})
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -43,11 +88,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    name = f"jaxsim {args.command}"
     try:
+        if getattr(args, "stoppable", False):
+            with stop_on_signals() as stop:
+                args.stop = stop
+                return int(func(args) or 0)
         return int(func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
-        print(f"jaxsim {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as err:
+        code = _exit_code(err)
+        if code is None:
+            raise
+        if code > 128:  # stopped by a signal at a record boundary
+            what = signal.Signals(code - 128).name
+            print(f"{name}: {what}: {_message(err, args)}", file=sys.stderr)
+        else:
+            print(f"{name}: error: {_message(err, args)}", file=sys.stderr)
+        return code
+
+
+def _exit_code(err: Exception) -> int | None:
+    """Exit code for an error reported in one line (None: let it propagate)."""
+    from jaxsim.io import Interrupted
+
+    if isinstance(err, Interrupted):
+        signals = {int(s) for s in signal.Signals}
+        reason = err.reason
+        valid = isinstance(reason, int) and not isinstance(reason, bool)
+        return 128 + (reason if valid and reason in signals else signal.SIGINT)
+    if isinstance(
+        err, (ValueError, FileExistsError, FileNotFoundError, PermissionError)
+    ):
         return 2
+    if isinstance(err, OSError):  # a failing disk: one line, not a traceback
+        return 1
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxsim.geometry import ImageGeometry
 
-from ._database import FORMAT
+from ._schema import FORMAT
 from ._nifti import load_nifti, read_image_label_h5
 
 __all__ = [

@@ -1,15 +1,15 @@
-"""The population database (HDF5): writer, reader, resume, shards and merge.
+"""Reading population databases (HDF5); see :mod:`jaxsim.io._schema` for the layout.
 
-Schema (format ``jaxsim-population``, version 1)::
+Schema (format ``jaxsim-population``, version 2)::
 
     /images            float32 (n_records, nz, ny, nx), one chunk per record
     /labels            uint8   (n_label_sets, nz, ny, nx), one map per subject x phase
     /affines           float64 (n_subjects, 4, 4) voxel (i, j, k) -> world mm (RAS+)
     /records/<column>  one row per record (see ``RECORD_COLUMNS``); ``complete`` is
-                       set only after the record's image and label are on disk
+                       true only for records whose image and label are on disk
     /subjects/<field>  the phantom parameters of every subject
     attrs: format, format_version, jaxsim_version, preset, seed, shard, design
-           (JSON), tissue_names (JSON), shape, spacing, complete
+           (JSON), tissue_names (JSON), shape, spacing, layout, checksums, complete
 
 Record ``r`` of subject ``s``, phase ``p`` (0 ED, 1 ES) and contrast ``c`` is
 ``r = (s * 2 + p) * n_contrasts + c``; its label map is ``labels[s * 2 + p]`` and
@@ -22,56 +22,44 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from jaxsim.geometry import ImageGeometry
-from jaxsim.phantoms import TISSUES
 
-from ._files import check_writable
+from ._errors import CorruptDatabaseError, OptionError, escape
+from ._schema import FORMAT, READABLE_VERSIONS, version
 
-__all__ = [
-    "FORMAT",
-    "RECORD_COLUMNS",
-    "Database",
-    "generate_database",
-    "merge_databases",
-]
+__all__ = ["Database", "describe"]
 
-FORMAT, FORMAT_VERSION = "jaxsim-population", 1
-#: Per-record columns: name -> (dtype, trailing shape description).
-RECORD_COLUMNS = {
-    "subject": "int32",
-    "phase_index": "int8",
-    "cardiac_phase": "float32",
-    "contrast": "int16",
-    "snr_level": "int8",
-    "sequence_index": "int8",
-    "tissue_draw": "int8",
-    "snr": "float32",
-    "tr": "float32",
-    "te": "float32",
-    "flip": "float32",
-    "pd": "float32",
-    "t1": "float32",
-    "t2": "float32",
-    "noise_std": "float32",
-    "label_index": "int32",
-}
+# Appended to corruption messages (the CLI spells the option as its flags).
+_REPAIR_HINT = "; regenerate it with {repair}"
+_REPAIR = {"repair": "generate_database(..., resume=True, repair=True)"}
 
 
-def _version() -> str:
-    from jaxsim import __version__
-
-    return __version__
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", locking="best-effort")
+    except (OSError, ValueError) as err:
+        size = path.stat().st_size
+        why = "it is empty" if size == 0 else f"{err}"
+        raise CorruptDatabaseError(
+            f"{escape(path)} is not a readable HDF5 file ({escape(why)}): "
+            "truncated, damaged or of another kind"
+        ) from err
 
 
 class Database:
     """Read access to a population database; raises on foreign or corrupt files.
+
+    Opening a database that a run is writing is safe: the reader sees the records
+    completed so far (more as they complete), and the writer is unaffected. When
+    the run finishes, the reader moves on to the finished file by itself.
+
+    Stored arrays carry checksums: a damaged record raises
+    :class:`CorruptDatabaseError` naming it, never returns wrong values.
 
     Example:
         >>> with Database("quick.h5") as db:
@@ -82,25 +70,63 @@ class Database:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"database {self.path} does not exist")
+        if self.path.is_dir():
+            raise OptionError(
+                f"{escape(self.path)} is a folder, not a population database file"
+            )
+        self._f: h5py.File | None = None
+        self._open()
+
+    # ------------------------------------------------------------ opening
+    def _open(self) -> None:
+        f = _open_h5(self.path)
         try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as err:
-            raise ValueError(
-                f"{self.path} is not a readable HDF5 file ({err})"
-            ) from err
-        fmt = self._f.attrs.get("format")
-        if fmt != FORMAT:
+            self._inode = _inode(self.path)
+            self._read_header(f)
+        except BaseException:
+            f.close()
+            raise
+        if self._f is not None:
             self._f.close()
+        self._f = f
+        self._flags: np.ndarray | None = None
+
+    def _read_header(self, f: h5py.File) -> None:
+        fmt = f.attrs.get("format")
+        if fmt != FORMAT:
             raise ValueError(
                 f"{self.path} is not a jaxsim population database "
                 f"(format attribute {fmt!r}, expected {FORMAT!r})"
             )
+        found = f.attrs.get("format_version")
+        if found is None or int(found) not in READABLE_VERSIONS:
+            lo, hi = READABLE_VERSIONS[0], READABLE_VERSIONS[-1]
+            raise ValueError(
+                f"{self.path} has format_version {found}; jaxsim {version()} reads "
+                f"versions {lo} to {hi}: open it with the jaxsim that wrote it "
+                f"({f.attrs.get('jaxsim_version', 'unknown')}) or a newer one"
+            )
         try:
-            self.design = json.loads(self._f.attrs["design"])
-            self.complete_flags = np.asarray(self._f["records/complete"], bool)
-        except (KeyError, OSError, ValueError) as err:
-            self._f.close()
-            raise ValueError(f"{self.path} is corrupt or incomplete: {err}") from err
+            self.format_version = int(found)
+            self.layout = str(f.attrs.get("layout", "single"))
+            self.design = json.loads(f.attrs["design"])
+            n_records, *shape = f["images"].shape
+            n_sets = f["labels"].shape[0]
+        except (KeyError, OSError, ValueError, TypeError) as err:
+            raise CorruptDatabaseError(
+                f"{escape(self.path)} is corrupt or incomplete: {escape(err)}"
+            ) from err
+        if n_sets < 1 or n_records % n_sets:
+            raise CorruptDatabaseError(
+                f"{escape(self.path)} is corrupt: {n_records} images do not split "
+                f"into {n_sets} label sets"
+            )
+        self._n_records, self._n_sets, self._shape = n_records, n_sets, tuple(shape)
+
+    def _refresh(self) -> None:
+        """A journal index is replaced by the finished file: follow it."""
+        if self.layout == "journal" and _inode(self.path) not in (None, self._inode):
+            self._open()
 
     def __enter__(self) -> Database:
         return self
@@ -109,39 +135,126 @@ class Database:
         self.close()
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
+    # ------------------------------------------------------------ sizes
     @property
     def attrs(self) -> dict:
+        self._refresh()
         return dict(self._f.attrs)
 
     @property
     def n_records(self) -> int:
-        return int(self._f["images"].shape[0])
+        return self._n_records
+
+    @property
+    def n_label_sets(self) -> int:
+        """Label sets (subject x phase); each has ``n_contrasts`` records."""
+        return self._n_sets
+
+    @property
+    def n_contrasts(self) -> int:
+        return self._n_records // self._n_sets
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
 
     @property
     def complete(self) -> bool:
         """True when the file says its whole shard is on disk."""
+        self._refresh()
         return bool(self._f.attrs.get("complete", False))
 
     @property
     def tissue_names(self) -> list[str]:
         return json.loads(self._f.attrs["tissue_names"])
 
+    # ------------------------------------------------------------ flags
+    @property
+    def complete_flags(self) -> np.ndarray:
+        """``(n_records,)`` bool: which records are on disk (re-read while a run
+        writes the file). Records whose flag cannot be read count as incomplete
+        (:meth:`unreadable_label_sets` lists them)."""
+        self._refresh()
+        if self._flags is None or self.layout == "journal":
+            self._flags, self._unreadable = self._read_flags()
+        return self._flags.copy()
+
+    def unreadable_label_sets(self) -> dict[int, str]:
+        """Label sets whose ``complete`` flags fail to read: index -> reason."""
+        self.complete_flags  # noqa: B018 - refreshes
+        return dict(self._unreadable)
+
+    def _read_flags(self) -> tuple[np.ndarray, dict[int, str]]:
+        dset = self._f["records/complete"]
+        try:
+            return np.asarray(dset[()], bool), {}
+        except OSError:
+            pass
+        flags = np.zeros(self._n_records, bool)
+        bad = {}
+        n_c = self.n_contrasts
+        for ls in range(self._n_sets):
+            rows = slice(ls * n_c, (ls + 1) * n_c)
+            try:
+                flags[rows] = dset[rows]
+            except OSError as err:
+                bad[ls] = str(err)
+        return flags, bad
+
+    # ------------------------------------------------------------ tables
     def records(self) -> dict[str, np.ndarray]:
-        """Every record column as arrays (rows of incomplete records are zero)."""
+        """Every record column as arrays (rows of incomplete records are zero).
+
+        Raises:
+            CorruptDatabaseError: a column's stored bytes fail their checksum.
+        """
+        self._refresh()
         g = self._f["records"]
-        return {k: np.asarray(g[k]) for k in g}
+        out = {}
+        for name in g:
+            try:
+                out[name] = np.asarray(g[name][()])
+            except OSError as err:
+                rows = self._bad_rows(g[name])
+                raise self._corrupt(rows, f"records/{name}", err) from err
+        return out
 
     def subjects(self) -> dict[str, np.ndarray]:
         g = self._f["subjects"]
-        return {k: np.asarray(g[k]) for k in g}
+        out = {}
+        for name in g:
+            try:
+                out[name] = np.asarray(g[name][()])
+            except OSError as err:
+                raise CorruptDatabaseError(
+                    f"{escape(self.path)} is corrupt: subjects/{name} fails its "
+                    f"checksum ({escape(err)})"
+                ) from err
+        return out
 
+    def _bad_rows(self, dset: h5py.Dataset) -> list[int]:
+        n_c, bad = self.n_contrasts, []
+        for ls in range(self._n_sets):
+            try:
+                dset[ls * n_c : (ls + 1) * n_c]
+            except OSError:
+                bad.extend(range(ls * n_c, (ls + 1) * n_c))
+        return bad
+
+    # ------------------------------------------------------------ records
     def geometry(self, record: int) -> ImageGeometry:
-        s = int(self._f["records/subject"][record])
+        """Placement of a record's grid (its subject's affine)."""
+        self._refresh()
+        self._check_index(record)
+        if self.layout == "journal":  # each part holds its own affine
+            name, row = "label_set_affines", record // self.n_contrasts
+        else:
+            name, row = "affines", int(self._read(record, "records/subject", record))
         return ImageGeometry(
-            affine=np.asarray(self._f["affines"][s]),
-            shape=tuple(self._f["images"].shape[1:]),
+            affine=np.asarray(self._read(record, name, row)), shape=self._shape
         )
 
     def record(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageGeometry]:
@@ -149,215 +262,96 @@ class Database:
 
         Raises:
             ValueError: the record is outside the file or not complete.
+            CorruptDatabaseError: its stored bytes fail their checksum, or hold
+                values no record can have (non-finite image, wrong label index).
         """
-        if not 0 <= index < self.n_records:
-            raise ValueError(f"record must lie in [0, {self.n_records}); got {index}")
-        if not self.complete_flags[index]:
+        self._refresh()
+        self._check_index(index)
+        if not self._read(index, "records/complete", index):
             raise ValueError(f"record {index} of {self.path} is not complete")
-        label_index = int(self._f["records/label_index"][index])
-        return (
-            np.asarray(self._f["images"][index]),
-            np.asarray(self._f["labels"][label_index]),
-            self.geometry(index),
+        label_index = int(self._read(index, "records/label_index", index))
+        expected = index // self.n_contrasts
+        if label_index != expected:
+            raise self._corrupt(
+                [index],
+                "records/label_index",
+                f"it says {label_index}, the record order says {expected}",
+            )
+        image = np.asarray(self._read(index, "images", index))
+        if not np.isfinite(image).all():
+            raise self._corrupt([index], "images", "non-finite values")
+        labels = np.asarray(self._read(index, "labels", label_index))
+        return image, labels, self.geometry(index)
+
+    def verify(self, index: int) -> str | None:
+        """Why record ``index`` is bad (unreadable or implausible), else None.
+
+        Reads the record and its row of every column; an incomplete record is not
+        bad (``complete_flags`` tells those apart).
+        """
+        try:
+            if not self._read(index, "records/complete", index):
+                return None
+            self.record(index)
+            for name in self._f["records"]:
+                self._read(index, f"records/{name}", index)
+        except CorruptDatabaseError as err:
+            return err.reason
+        return None
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self._n_records:
+            raise OptionError(
+                f"{{record}} must lie in [0, {self._n_records}); got {index}",
+                record="record",
+            )
+
+    def _read(self, record: int, name: str, row: int):
+        try:
+            return self._f[name][row]
+        except OSError as err:
+            raise self._corrupt([record], name, err) from err
+
+    def _corrupt(self, rows, name: str, err) -> CorruptDatabaseError:
+        rows = sorted(set(int(r) for r in rows))
+        which = (
+            f"record {rows[0]}"
+            if len(rows) == 1
+            else f"records {_ranges(rows)}"
+            if rows
+            else "a record"
+        )
+        reason = f"{name}: {describe(err)}"
+        return CorruptDatabaseError(
+            f"{which} of {escape(self.path)} is corrupt ({escape(reason)})"
+            + _REPAIR_HINT,
+            records=rows,
+            reason=reason,
+            **_REPAIR,
         )
 
 
-# ------------------------------------------------------------------ writing
-def _create(path: Path, design, shard: tuple[int, int], subjects) -> None:
-    p = design.preset
-    with h5py.File(path, "w", libver="latest") as f:
-        f.attrs.update(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "jaxsim_version": _version(),
-                "preset": p.name,
-                "seed": design.seed,
-                "shard": f"{shard[0]}/{shard[1]}",
-                "design": json.dumps(design.describe()),
-                "tissue_names": json.dumps(list(TISSUES)),
-                "shape": p.shape,
-                "spacing": p.spacing,
-                "complete": False,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-        )
-        shape = p.shape
-        f.create_dataset(
-            "images",
-            (design.n_records, *shape),
-            "float32",
-            chunks=(1, *shape),
-            compression="lzf",
-            shuffle=True,
-        )
-        f.create_dataset(
-            "labels",
-            (design.n_label_sets, *shape),
-            "uint8",
-            chunks=(1, *shape),
-            compression="gzip",
-            shuffle=True,
-        )
-        f.create_dataset("affines", (design.n_subjects, 4, 4), "float64")
-        g = f.create_group("records")
-        n_t = len(TISSUES)
-        for name, dtype in RECORD_COLUMNS.items():
-            extra = (n_t,) if name in ("pd", "t1", "t2") else ()
-            g.create_dataset(name, (design.n_records, *extra), dtype)
-        g.create_dataset("complete", (design.n_records,), bool)
-        sg = f.create_group("subjects")
-        for name, value in subjects.items():
-            sg.create_dataset(name, data=value)
+def describe(err) -> str:
+    """An HDF5 read error in words (a failed filter is a failed checksum)."""
+    text = str(err)
+    if "filter returned failure" in text or "checksum" in text:
+        return f"stored bytes fail their checksum ({text})"
+    return text
 
 
-def _check_resumable(path: Path, design, shard) -> None:
-    with Database(path) as db:
-        a = db.attrs
-        expected = {
-            "preset": design.preset.name,
-            "seed": design.seed,
-            "shard": f"{shard[0]}/{shard[1]}",
-        }
-        found = {k: (a[k].item() if hasattr(a[k], "item") else a[k]) for k in expected}
-        if found != expected:
-            raise ValueError(f"cannot resume {path}: it holds {found}, not {expected}")
-        if db.design != json.loads(json.dumps(design.describe())):
-            raise ValueError(f"cannot resume {path}: its design differs from this run")
-
-
-def _write_label_set(f: h5py.File, design, ls) -> None:
-    n_c = design.n_contrasts
-    rows = slice(ls.index * n_c, (ls.index + 1) * n_c)
-    f["images"][rows] = ls.images
-    f["labels"][ls.index] = ls.labels
-    f["affines"][ls.subject] = ls.affine
-    for name, values in ls.records.items():
-        f["records"][name][rows] = values
-    f.flush()  # data first ...
-    f["records/complete"][rows] = True  # ... then the flag that vouches for it
-    f.flush()
-
-
-def generate_database(
-    design,
-    path: str | os.PathLike,
-    *,
-    shard=(0, 1),
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: Callable | None = None,
-    devices=None,
-) -> dict:
-    """Simulate a design (or one shard of it) into an HDF5 database.
-
-    Args:
-        design: :class:`jaxsim.population.PopulationDesign`.
-        path: output file.
-        shard: ``(i, N)``: generate the i-th of N contiguous blocks of label sets.
-        resume: continue an interrupted file of the same design and shard (the
-            result is identical to an uninterrupted run); start it if absent.
-        overwrite: replace an existing file (otherwise it is an error, unless
-            resuming).
-        progress: optional callable ``progress(n_records_done_now)`` per label set.
-        devices: JAX devices to spread contrasts over (default: all local ones).
-
-    Returns:
-        Summary dict: records written, skipped, seconds, file size.
-    """
-    from jaxsim.population import simulate_label_set
-
-    path = Path(path)
-    i, n = shard
-    todo = design.label_sets_for_shard(i, n)
-    subjects = design.subjects()
-    if resume and path.exists():
-        _check_resumable(path, design, shard)
-    else:
-        check_writable(path, overwrite=overwrite, what="database")
-        _create(
-            path, design, shard, {k: np.asarray(v) for k, v in vars(subjects).items()}
-        )
-    with h5py.File(path, "r") as f:
-        flags = np.asarray(f["records/complete"], bool)
-    n_c = design.n_contrasts
-    pending = [ls for ls in todo if not flags[ls * n_c : (ls + 1) * n_c].all()]
-    t0 = time.perf_counter()
-    written = 0
-    for ls in pending:
-        result = simulate_label_set(design, ls, subjects=subjects, devices=devices)
-        with h5py.File(path, "r+") as f:
-            _write_label_set(f, design, result)
-        written += n_c
-        if progress is not None:
-            progress(n_c)
-    with h5py.File(path, "r+") as f:
-        flags = np.asarray(f["records/complete"], bool)
-        mine = np.concatenate([np.arange(ls * n_c, (ls + 1) * n_c) for ls in todo])
-        f.attrs["complete"] = bool(flags[mine].all())
-    return {
-        "records_written": written,
-        "records_skipped": len(todo) * n_c - written,
-        "records_in_shard": len(todo) * n_c,
-        "seconds": time.perf_counter() - t0,
-        "bytes": path.stat().st_size,
-    }
-
-
-def merge_databases(
-    inputs, path: str | os.PathLike, *, overwrite: bool = False
-) -> dict:
-    """Join complete shards of one design into a single complete database.
-
-    Raises:
-        ValueError: shards of different designs, incomplete shards, overlapping or
-            missing records.
-    """
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
-        raise ValueError("merge needs at least one input database")
-    dbs = [Database(p) for p in inputs]
+def _inode(path: Path):
     try:
-        ref = dbs[0]
-        n_records = ref.n_records
-        for db in dbs:
-            if db.design != ref.design:
-                raise ValueError(f"{db.path} and {ref.path} hold different designs")
-            if not db.complete:
-                raise ValueError(f"{db.path} is not complete; finish it with --resume")
-        owner = np.full(ref.n_records, -1)
-        for k, db in enumerate(dbs):
-            overlap = db.complete_flags & (owner >= 0)
-            if overlap.any():
-                raise ValueError(f"{db.path} repeats records already in another input")
-            owner[db.complete_flags] = k
-        if (owner < 0).any():
-            missing = int((owner < 0).sum())
-            raise ValueError(f"the inputs lack {missing} records of the design")
-        path = check_writable(path, overwrite=overwrite, what="merged database")
-        with h5py.File(path, "w", libver="latest") as out:
-            for key, value in ref.attrs.items():
-                out.attrs[key] = value
-            out.attrs["shard"] = "0/1"
-            for name in ("images", "labels", "affines", "records", "subjects"):
-                ref._f.copy(ref._f[name], out, name=name)
-            n_c = ref.n_records // out["labels"].shape[0]
-            for db in dbs[1:]:
-                rows = np.flatnonzero(db.complete_flags)
-                for r in rows:
-                    out["images"][r] = db._f["images"][r]
-                    for col in db._f["records"]:
-                        out["records"][col][r] = db._f["records"][col][r]
-                for ls in np.unique(rows // n_c):
-                    out["labels"][ls] = db._f["labels"][ls]
-                    s = int(db._f["records/subject"][ls * n_c])
-                    out["affines"][s] = db._f["affines"][s]
-            out.attrs["complete"] = bool(np.asarray(out["records/complete"]).all())
-    finally:
-        for db in dbs:
-            db.close()
-    return {
-        "records": int(n_records),
-        "inputs": len(inputs),
-        "bytes": Path(path).stat().st_size,
-    }
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _ranges(rows: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    parts, start = [], rows[0]
+    for a, b in zip(rows, [*rows[1:], None], strict=True):
+        if b != a + 1:
+            parts.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(parts)

@@ -154,10 +154,11 @@ class DatabaseData:
     ):
         self.path = Path(path)
         self.db = Database(self.path)
-        self.n_records = self.db.n_records
+        self.records = np.flatnonzero(np.asarray(self.db.complete_flags))
+        self.n_records = len(self.records)
         if self.n_records == 0:
-            raise ValueError(f"{self.path} holds no records")
-        self.nz = int(self.db.record(0)[0].shape[0])
+            raise ValueError(f"{self.path} holds no complete records")
+        self.nz = int(self.db.record(int(self.records[0]))[0].shape[0])
         self.preprocessing = preprocessing
         self.scheme = scheme
 
@@ -165,9 +166,8 @@ class DatabaseData:
         seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
         rng = np.random.default_rng(seed)
         images, labels = [], []
-        for r, k in zip(
-            rng.integers(0, self.n_records, n), rng.integers(0, self.nz, n), strict=True
-        ):
+        picks = self.records[rng.integers(0, self.n_records, n)]
+        for r, k in zip(picks, rng.integers(0, self.nz, n), strict=True):
             image, tissue, geometry = self.db.record(int(r))
             spacing = tuple(float(s) for s in np.asarray(geometry.spacing))[1:]
             lab = task_labels(np.asarray(tissue[k : k + 1]), self.scheme)
