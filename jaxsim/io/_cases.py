@@ -26,8 +26,8 @@ import numpy as np
 
 from jaxsim.geometry import ImageGeometry
 
-from ._schema import FORMAT
 from ._nifti import load_nifti, read_image_label_h5
+from ._schema import FORMAT
 
 __all__ = [
     "LabelledCase",
