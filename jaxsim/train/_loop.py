@@ -207,11 +207,6 @@ class Trainer:
     def __init__(self, config: TrainConfig, model, objective, data):
         self.config = config
         self.devices = jax.local_devices()
-        if config.batch_size % len(self.devices):
-            raise ValueError(
-                f"batch_size {config.batch_size} must be a multiple of the "
-                f"{len(self.devices)} local devices"
-            )
         mesh = Mesh(np.array(self.devices), ("batch",))
         self.batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
         self.replicated = NamedSharding(mesh, PartitionSpec())
@@ -380,6 +375,11 @@ def fit(
     from tqdm.auto import tqdm
 
     config = trainer.config
+    if config.batch_size % len(trainer.devices):
+        raise ValueError(
+            f"batch_size {config.batch_size} must be a multiple of the "
+            f"{len(trainer.devices)} local devices"
+        )
     run_dir = Path(run_dir)
     names = ACDC.classes[1:]
     rows: list[dict] = []

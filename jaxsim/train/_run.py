@@ -1,0 +1,231 @@
+"""A training run from a :class:`TrainConfig`: network, objective, data, folder.
+
+``RUN_DIR/config.json`` records the configuration, the network's constructor
+configuration and the preprocessing, so :func:`load_run` (and ``jaxsim segment``)
+rebuild exactly the network and the input pipeline that were trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxsim.io import atomic_path, load_cases
+from jaxsim.labels import ACDC
+from jaxsim.losses import dice_ce_loss, focal_tversky_loss
+from jaxsim.models import build_model, build_model_from_config, model_config
+from jaxsim.random import stream
+
+from ._data import Preprocessing, SimulatedData, SliceData, open_data, slices_from_cases
+from ._loop import TrainConfig, Trainer, TrainResult, fit
+
+__all__ = ["DEFAULT_MODEL_OPTIONS", "run_training", "load_run", "RUN_FORMAT"]
+
+RUN_FORMAT = "jaxsim-run"
+LOSSES = ("dice_ce", "focal_tversky")
+
+#: Network options used unless the configuration overrides them.
+DEFAULT_MODEL_OPTIONS: dict[str, dict] = {
+    "unet2d": {
+        "channels": [16, 32, 64, 128, 256],
+        "strides": [2, 2, 2, 2],
+        "num_res_units": 1,
+        "norm": "instance",
+    },
+}
+
+
+def _segmentation_loss(name: str):
+    if name == "dice_ce":
+        return lambda logits, labels: dice_ce_loss(logits, labels, channel_axis=-1)
+    if name == "focal_tversky":
+        return lambda logits, labels: focal_tversky_loss(
+            logits, labels, channel_axis=-1
+        )
+    raise ValueError(f"loss must be one of {LOSSES}; got {name!r}")
+
+
+def make_objective(config: TrainConfig):
+    """``objective(model, images, labels)``: the loss of the network's output
+    (deep-supervision outputs weighted, a VAE branch's loss added)."""
+    seg = _segmentation_loss(config.loss)
+
+    def objective(model, images, labels):
+        out = model(images[..., None])
+        if isinstance(out, tuple) and len(out) == 2 and jnp.ndim(out[1]) == 0:
+            logits, extra = out  # SegResNetVAE: (logits, VAE loss)
+            return seg(logits, labels) + extra
+        if isinstance(out, tuple | list):
+            from jaxsim.losses import deep_supervision_loss
+
+            return deep_supervision_loss(seg, list(out), labels, channel_axis=-1)
+        return seg(out, labels)
+
+    return objective
+
+
+def _model(config: TrainConfig, rngs):
+    options = {**DEFAULT_MODEL_OPTIONS.get(config.model, {}), **config.model_options}
+    return build_model(
+        config.model,
+        in_channels=1,
+        out_channels=ACDC.n_classes,
+        rngs=rngs,
+        **options,
+    )
+
+
+def _validation(config: TrainConfig, data, preprocessing):
+    """Validation images: a folder given, else held-out real cases, else a fixed
+    simulated batch."""
+    if config.validation is not None:
+        cases = load_cases(
+            config.validation,
+            spacing=config.data_spacing,
+            label_map=config.label_map,
+            n_classes=ACDC.n_classes,
+        )
+        images, labels, _ = slices_from_cases(cases, preprocessing)
+        return images, labels
+    if isinstance(data, SimulatedData):
+        key = stream(jax.random.key(config.seed), "train.validation")
+        return data.batch(key, config.validation_size)
+    key = stream(jax.random.key(config.seed), "train.validation")
+    return data.batch(key, config.validation_size)
+
+
+def _split_real(data: SliceData, fraction: float = 0.2):
+    """Hold out the last cases (by name) of real data for validation."""
+    names = sorted(set(data.names))
+    if len(names) < 2:
+        return data, None
+    held = set(names[len(names) - max(1, round(fraction * len(names))) :])
+    val = np.array([n in held for n in data.names])
+    train = SliceData(data.images[~val], data.labels[~val], kind=data.kind)
+    return train, (np.asarray(data.images[val]), np.asarray(data.labels[val]))
+
+
+def _describe(config, model, preprocessing, data) -> dict:
+    return {
+        "format": RUN_FORMAT,
+        "config": config.to_json(),
+        "model": model_config(model),
+        "preprocessing": {
+            "shape": list(preprocessing.shape),
+            "spacing": preprocessing.spacing,
+            "percentile": preprocessing.percentile,
+        },
+        "labels": {"scheme": ACDC.name, "classes": list(ACDC.classes)},
+        "data": data.describe(),
+    }
+
+
+def run_training(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    until: int | None = None,
+) -> TrainResult:
+    """Train a network as ``config`` says, in ``run_dir``.
+
+    Args:
+        config: the run's configuration.
+        run_dir: output folder (``config.json``, ``metrics.csv``, ``curves.png``,
+            ``checkpoints/``).
+        resume: continue the run in ``run_dir`` (same configuration; ``steps`` may
+            grow).
+        overwrite: start afresh in a folder that holds another run.
+        progress: progress bar.
+        until: stop after this many steps (resume later).
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor
+            ``overwrite`` is set.
+        ValueError: a resumed run whose configuration differs.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if config_path.exists() and not (resume or overwrite):
+        raise FileExistsError(
+            f"{run_dir} holds a training run; resume it or choose another folder "
+            "(overwrite=True starts afresh)"
+        )
+    if resume and config_path.exists():
+        saved = TrainConfig.from_json(json.loads(config_path.read_text())["config"])
+        same = {**saved.to_json(), "steps": config.steps} == config.to_json()
+        if not same:
+            raise ValueError(
+                f"the run in {run_dir} was configured differently; resume it with "
+                "its own options (only the number of steps may change)"
+            )
+    preprocessing = Preprocessing(shape=config.shape, spacing=config.spacing)
+    data = open_data(
+        config.data,
+        preprocessing,
+        spacing=config.data_spacing,
+        label_map=config.label_map,
+    )
+    validation = None
+    if isinstance(data, SliceData) and config.validation is None:
+        data, validation = _split_real(data)
+    if validation is None:
+        validation = _validation(config, data, preprocessing)
+    model = _model(config, nnx.Rngs(config.seed))
+    meta = _describe(config, model, preprocessing, data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite and not resume:
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        for name in ("metrics.csv", "curves.png"):
+            (run_dir / name).unlink(missing_ok=True)
+    with atomic_path(config_path, overwrite=True, what="run configuration") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    trainer = Trainer(config, model, make_objective(config), data)
+    return fit(
+        trainer,
+        run_dir,
+        validation=validation,
+        meta=meta,
+        resume=resume,
+        progress=progress,
+        until=until,
+    )
+
+
+def load_run(run_dir: str | os.PathLike):
+    """``(model in evaluation mode, preprocessing, description)`` of a trained run
+    (its last checkpoint).
+
+    Raises:
+        FileNotFoundError: no run or no checkpoint in ``run_dir``.
+        ValueError: the folder holds something else.
+    """
+    from jaxsim.io import CheckpointStore
+
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} holds no training run (no config.json)")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} is not a jaxsim training run")
+    config = TrainConfig.from_json(meta["config"])
+    model = build_model_from_config(meta["model"], rngs=nnx.Rngs(config.seed))
+    trainer = Trainer(config, model, make_objective(config), data=None)
+    with CheckpointStore(run_dir) as store:
+        trainer.restore(store)
+    p = meta["preprocessing"]
+    preprocessing = Preprocessing(
+        shape=tuple(p["shape"]), spacing=p["spacing"], percentile=p["percentile"]
+    )
+    return trainer.model(), preprocessing, meta
