@@ -1,0 +1,204 @@
+"""``jaxsim evaluate``: Dice, HD95 and ASSD of predicted label maps per case."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Compare predicted label maps with ground truth, per structure and case: Dice,
+the 95th-percentile Hausdorff distance and the average symmetric surface distance
+(mm, from the voxel spacing of the ground truth), with the mean and standard
+deviation over cases. PRED and GT are label files (NIfTI; HDF5 with a 'label'
+dataset) or folders. In folders, a prediction NAME.nii.gz or NAME_seg.nii.gz is
+matched with the ground truth case NAME (ACDC folders, NIfTI pairs, HDF5 files)."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="Dice, HD95 and ASSD of predictions against ground truth",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pred", type=Path, metavar="PRED")
+    p.add_argument("gt", type=Path, metavar="GT")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    p.add_argument(
+        "--labels",
+        default="RV=1,MYO=2,LV=3",
+        metavar="SPEC",
+        help="structure=value pairs scored (default RV=1,MYO=2,LV=3)",
+    )
+    p.add_argument(
+        "--spacing",
+        nargs="+",
+        default=None,
+        metavar="MM",
+        help="voxel size SZ SY SX of ground truth files that store none (HDF5)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite FILE.csv")
+    p.set_defaults(func=run)
+    return p
+
+
+def _structures(spec: str) -> dict[str, int]:
+    out = {}
+    for item in spec.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            v = int(value)
+        except ValueError:
+            v = -1
+        if not sep or not name.strip() or not 1 <= v <= 255:
+            raise ValueError(
+                f"--labels must look like RV=1,MYO=2,LV=3 with values in [1, 255]; "
+                f"got {item!r}"
+            )
+        out[name.strip()] = v
+    return out
+
+
+def _label_file(path: Path, spacing):
+    import numpy as np
+
+    from jaxsim.geometry import ImageGeometry
+    from jaxsim.io import load_nifti, read_image_label_h5
+
+    name = path.name
+    if name.endswith((".h5", ".hdf5")):
+        _, labels = read_image_label_h5(path)
+        if spacing is None:
+            raise ValueError(f"{path} stores no voxel size; pass --spacing SZ SY SX")
+        return labels, ImageGeometry.axis_aligned(shape=labels.shape, spacing=spacing)
+    if name.endswith((".nii", ".nii.gz")):
+        labels, geometry = load_nifti(path)
+        if not np.all(labels == np.round(labels)):
+            raise ValueError(f"{path} holds non-integer values: not a label map")
+        return labels.astype(np.int32), geometry
+    raise ValueError(f"{path} must be a .nii, .nii.gz, .h5 or .hdf5 label file")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".h5", ".hdf5"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _pairs(pred: Path, gt: Path):
+    """``[(name, pred file, gt file or CaseFiles)]``."""
+    from jaxsim.io import find_cases
+
+    for p, flag in ((pred, "PRED"), (gt, "GT")):
+        if not p.exists():
+            raise FileNotFoundError(f"{flag} {p} does not exist")
+    if pred.is_file():
+        if not gt.is_file():
+            raise ValueError("PRED is a file: GT must be a file too")
+        return [(_stem(gt), pred, gt)]
+    preds = {
+        _stem(f): f
+        for f in sorted(pred.iterdir())
+        if f.name.endswith((".nii", ".nii.gz"))
+    }
+    if not preds:
+        raise ValueError(f"PRED folder {pred} holds no NIfTI label files")
+    if gt.is_file():
+        raise ValueError("PRED is a folder: GT must be a folder too")
+    cases = {c.name: c for c in find_cases(gt)}
+    out = []
+    for name, case in cases.items():
+        match = next(
+            (preds[s] for s in (name, f"{name}_seg", f"{name}_pred") if s in preds),
+            None,
+        )
+        if match is not None:
+            out.append((name, match, case))
+    if not out:
+        raise ValueError(
+            f"no prediction in {pred} matches a ground-truth case in {gt} "
+            f"(e.g. {sorted(cases)[:3]} as NAME.nii.gz or NAME_seg.nii.gz)"
+        )
+    return out
+
+
+def run(args) -> int:
+    import csv
+
+    import numpy as np
+
+    from jaxsim._cli_common import parse_spacing
+    from jaxsim.io import CaseFiles, atomic_path, load_case
+    from jaxsim.metrics import (
+        average_surface_distance,
+        dice_score,
+        hausdorff_distance,
+    )
+
+    structures = _structures(args.labels)
+    spacing = None if args.spacing is None else parse_spacing(args.spacing)
+    if args.out.exists() and not args.force:
+        raise FileExistsError(f"--out {args.out} exists; pass --force")
+    rows = []
+    for name, pred_path, truth in _pairs(args.pred, args.gt):
+        if isinstance(truth, CaseFiles):
+            case = load_case(truth, spacing=spacing)
+            gt, geometry = case.labels.astype(np.int32), case.geometry
+        else:
+            gt, geometry = _label_file(truth, spacing)
+        pred, pgeom = _label_file(pred_path, spacing)
+        if pred.shape != gt.shape:
+            raise ValueError(
+                f"{name}: prediction shape {pred.shape} differs from ground truth "
+                f"{gt.shape}"
+            )
+        vox = tuple(float(s) for s in np.asarray(geometry.spacing))
+        values = list(structures.values())
+        dice = dice_score(pred, gt, labels=values)
+        hd = hausdorff_distance(pred, gt, spacing=vox, percentile=95.0)
+        asd = average_surface_distance(pred, gt, spacing=vox)
+        for structure, value in structures.items():
+            rows.append(
+                {
+                    "case": name,
+                    "structure": structure,
+                    "dice": float(dice.get(value, np.nan)),
+                    "hd95_mm": float(hd.get(value, np.nan)),
+                    "assd_mm": float(asd.get(value, np.nan)),
+                }
+            )
+    summary = []
+    for structure in structures:
+        sel = [r for r in rows if r["structure"] == structure]
+        for stat, fn in (("mean", np.nanmean), ("sd", np.nanstd)):
+            summary.append(
+                {
+                    "case": stat,
+                    "structure": structure,
+                    **{
+                        k: float(fn([r[k] for r in sel]))
+                        for k in ("dice", "hd95_mm", "assd_mm")
+                    },
+                }
+            )
+    with atomic_path(args.out, overwrite=args.force, what="evaluation table") as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(
+                f, fieldnames=["case", "structure", "dice", "hd95_mm", "assd_mm"]
+            )
+            writer.writeheader()
+            writer.writerows(rows + summary)
+    print(f"{'structure':<10}{'Dice':>14}{'HD95 mm':>16}{'ASSD mm':>16}")
+    for structure in structures:
+        m = {r["case"]: r for r in summary if r["structure"] == structure}
+        print(
+            f"{structure:<10}"
+            + "".join(
+                f"{m['mean'][k]:>8.3f} ± {m['sd'][k]:<5.3f}"
+                for k in ("dice", "hd95_mm", "assd_mm")
+            )
+        )
+    print(f"wrote {args.out} ({len(rows) // len(structures)} cases)")
+    return 0
