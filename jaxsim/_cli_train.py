@@ -1,4 +1,4 @@
-"""``jaxsim train`` and ``jaxsim segment``: segmentation networks from the command line."""
+"""``jaxsim train`` and ``jaxsim segment``: networks from the command line."""
 
 from __future__ import annotations
 
