@@ -18,6 +18,7 @@ by default, ``(batch, *spatial, classes)``, the layout of Flax convolutions;
   :func:`downsample_labels` — nnU-Net's deep supervision.
 
 Example:
+    >>> import jax.numpy as jnp
     >>> logits = jnp.zeros((2, 8, 8, 4))  # (batch, y, x, classes)
     >>> labels = jnp.zeros((2, 8, 8), jnp.int32)
     >>> loss = dice_ce_loss(logits, labels)
