@@ -11,6 +11,8 @@ shapes: it runs under ``jit`` and ``vmap``. It is exact: every offset is visited
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -57,13 +59,19 @@ def squared_distance_transform(features, spacing) -> jax.Array:
         >>> squared_distance_transform(jnp.array([True, False, False]), (2.0,))
         Array([ 0.,  4., 16.], dtype=float32)
     """
+    spacing = tuple(float(s) for s in spacing)
+    if jnp.ndim(features) < len(spacing):
+        raise ValueError(
+            f"features must have at least len(spacing)={len(spacing)} axes; got "
+            f"shape {jnp.shape(features)}"
+        )
+    return _squared_distance_transform(features, spacing)
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _squared_distance_transform(features, spacing):
     features = jnp.asarray(features, bool)
     ndim = len(spacing)
-    if features.ndim < ndim:
-        raise ValueError(
-            f"features must have at least len(spacing)={ndim} axes; got shape "
-            f"{features.shape}"
-        )
     dtype = jnp.result_type(float)
     g = jnp.where(features, jnp.zeros((), dtype), jnp.asarray(jnp.inf, dtype))
     for k, s in enumerate(spacing):
@@ -90,11 +98,22 @@ def signed_distance_map(mask, spacing) -> jax.Array:
     Returns:
         Float array of ``mask``'s shape.
     """
+    spacing = tuple(float(s) for s in spacing)
+    if jnp.ndim(mask) < len(spacing):
+        raise ValueError(
+            f"mask must have at least len(spacing)={len(spacing)} axes; got shape "
+            f"{jnp.shape(mask)}"
+        )
+    return _signed_distance_map(mask, spacing)
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _signed_distance_map(mask, spacing):
     mask = jnp.asarray(mask, bool)
     ndim = len(spacing)
     axes = tuple(range(mask.ndim - ndim, mask.ndim))
-    d_in = jnp.sqrt(squared_distance_transform(~mask, spacing))
-    d_out = jnp.sqrt(squared_distance_transform(mask, spacing))
+    d_in = jnp.sqrt(_squared_distance_transform(~mask, spacing))
+    d_out = jnp.sqrt(_squared_distance_transform(mask, spacing))
     # Items without an outside (or without an inside) have infinite distances.
     d_in = jnp.where(jnp.isfinite(d_in) & mask, d_in, 0.0)
     d_out = jnp.where(jnp.isfinite(d_out) & ~mask, d_out, 0.0)

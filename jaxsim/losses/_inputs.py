@@ -10,8 +10,6 @@ Internally everything is moved to channel-first ``(batch, classes, *spatial)``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,14 +20,6 @@ ACTIVATIONS = ("softmax", "sigmoid", None)
 def is_concrete(*values) -> bool:
     """True when no value is a tracer (validation can then run eagerly)."""
     return not any(isinstance(v, jax.core.Tracer) for v in values)
-
-
-class Prepared(NamedTuple):
-    """Channel-first inputs of a segmentation loss."""
-
-    logits: jax.Array  # (batch, classes, *spatial), float
-    target: jax.Array  # (batch, classes, *spatial), float in [0, 1]
-    bad: jax.Array | None  # scalar bool under tracing: labels out of range
 
 
 def _channel_axis(channel_axis, ndim: int) -> int:
@@ -45,51 +35,71 @@ def _channel_axis(channel_axis, ndim: int) -> int:
     return int(channel_axis) % ndim
 
 
-def prepare(logits, target, *, channel_axis: int) -> Prepared:
-    """Validate and move logits and target to channel-first, target one-hot."""
-    logits = jnp.asarray(logits)
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"logits must be a float array; got dtype {logits.dtype}")
-    if logits.ndim < 3:
+def check_inputs(logits, target, *, channel_axis: int) -> tuple[int, bool]:
+    """Validate logits and target; return the class axis (>= 1) and whether the
+    target holds integer labels (else one-hot/soft of the logits' shape).
+
+    Value checks (label range, one-hot range) run only on concrete arrays; under
+    tracing :func:`channel_first` flags them and the loss becomes NaN.
+    """
+    shape, dtype = jnp.shape(logits), jnp.result_type(logits)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"logits must be a float array; got dtype {dtype}")
+    if len(shape) < 3:
         raise ValueError(
             "logits must have a batch axis, a class axis and at least one spatial "
-            f"axis (>= 3 axes); got shape {logits.shape}"
+            f"axis (>= 3 axes); got shape {shape}"
         )
-    axis = _channel_axis(channel_axis, logits.ndim)
-    n_classes = logits.shape[axis]
-    target = jnp.asarray(target)
-    label_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
-    bad = None
-    if target.shape == logits.shape:
-        onehot = jnp.moveaxis(target, axis, 1).astype(logits.dtype)
-    elif target.shape == label_shape:
-        if not jnp.issubdtype(target.dtype, jnp.integer):
-            raise TypeError(
-                "target of the logits' shape without the class axis must hold "
-                f"integer labels; got dtype {target.dtype}"
-            )
-        if n_classes < 2:
-            raise ValueError(
-                "integer labels need at least 2 classes; with one output channel "
-                "pass the target as a 0/1 mask of the logits' shape"
-            )
+    axis = _channel_axis(channel_axis, len(shape))
+    n_classes = shape[axis]
+    label_shape = shape[:axis] + shape[axis + 1 :]
+    t_shape, t_dtype = jnp.shape(target), jnp.result_type(target)
+    if t_shape == shape:
         if is_concrete(target):
-            lo, hi = int(jnp.min(target)), int(jnp.max(target))
-            if lo < 0 or hi >= n_classes:
+            lo, hi = float(np.min(target)), float(np.max(target))
+            if lo < 0 or hi > 1:
                 raise ValueError(
-                    f"target labels must lie in [0, {n_classes - 1}] (the number of "
-                    f"classes of the logits); got values in [{lo}, {hi}]"
+                    "a target of the logits' shape is one-hot (or soft): its values "
+                    f"must lie in [0, 1]; got values in [{lo}, {hi}]"
                 )
-        else:
-            bad = jnp.any((target < 0) | (target >= n_classes))
+        return axis, False
+    if t_shape != label_shape:
+        raise ValueError(
+            f"target must have the logits' shape {shape} (one-hot) or the "
+            f"logits' shape without the class axis {label_shape} (integer labels); "
+            f"got {t_shape}"
+        )
+    if not jnp.issubdtype(t_dtype, jnp.integer):
+        raise TypeError(
+            "target of the logits' shape without the class axis must hold "
+            f"integer labels; got dtype {t_dtype}"
+        )
+    if n_classes < 2:
+        raise ValueError(
+            "integer labels need at least 2 classes; with one output channel "
+            "pass the target as a 0/1 mask of the logits' shape"
+        )
+    if is_concrete(target):
+        lo, hi = int(np.min(target)), int(np.max(target))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"target labels must lie in [0, {n_classes - 1}] (the number of "
+                f"classes of the logits); got values in [{lo}, {hi}]"
+            )
+    return axis, True
+
+
+def channel_first(logits, target, axis: int, labels: bool):
+    """Channel-first logits, one-hot target and the out-of-range flag (traceable)."""
+    logits = jnp.moveaxis(logits, axis, 1)
+    n_classes = logits.shape[1]
+    if labels:
+        bad = jnp.any((target < 0) | (target >= n_classes))
         onehot = jax.nn.one_hot(target, n_classes, dtype=logits.dtype, axis=1)
     else:
-        raise ValueError(
-            f"target must have the logits' shape {logits.shape} (one-hot) or the "
-            f"logits' shape without the class axis {label_shape} (integer labels); "
-            f"got {target.shape}"
-        )
-    return Prepared(jnp.moveaxis(logits, axis, 1), onehot, bad)
+        bad = jnp.any((target < 0) | (target > 1))
+        onehot = jnp.moveaxis(target, axis, 1).astype(logits.dtype)
+    return logits, onehot, bad
 
 
 def activate(logits: jax.Array, activation) -> jax.Array:
@@ -137,9 +147,8 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
 
 
 def finish(loss: jax.Array, bad) -> jax.Array:
-    """NaN where traced labels were out of range (the eager check raises)."""
-    if bad is None:
-        return loss
+    """NaN where the target was out of range (only reachable under tracing: the
+    eager check raises)."""
     return jnp.where(bad, jnp.nan, loss)
 
 

@@ -9,17 +9,20 @@ and spatial axes together with ``batch=True`` ("batch Dice").
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from ._inputs import (
     activate,
+    channel_first,
     check_activation,
+    check_inputs,
     check_positive,
     check_reduction,
     drop_background,
     finish,
-    prepare,
     spatial_axes,
 )
 
@@ -83,9 +86,51 @@ def soft_dice_loss(
     check_reduction(reduction)
     check_positive("smooth_nr", smooth_nr, allow_zero=True)
     check_positive("smooth_dr", smooth_dr, allow_zero=True)
-    x = prepare(logits, target, channel_axis=channel_axis)
+    axis, labels = check_inputs(logits, target, channel_axis=channel_axis)
+    return _soft_dice(
+        logits,
+        target,
+        smooth_nr,
+        smooth_dr,
+        axis=axis,
+        labels=labels,
+        activation=activation,
+        include_background=include_background,
+        squared_pred=squared_pred,
+        batch=batch,
+        reduction=reduction,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "axis",
+        "labels",
+        "activation",
+        "include_background",
+        "squared_pred",
+        "batch",
+        "reduction",
+    ),
+)
+def _soft_dice(
+    logits,
+    target,
+    smooth_nr,
+    smooth_dr,
+    *,
+    axis,
+    labels,
+    activation,
+    include_background,
+    squared_pred,
+    batch,
+    reduction,
+):
+    z, g, bad = channel_first(logits, target, axis, labels)
     p, g = drop_background(
-        activate(x.logits, activation), x.target, include_background=include_background
+        activate(z, activation), g, include_background=include_background
     )
     axes = spatial_axes(p, batch=batch)
     intersection = jnp.sum(p * g, axis=axes)
@@ -94,7 +139,7 @@ def soft_dice_loss(
     else:
         denominator = jnp.sum(g, axis=axes) + jnp.sum(p, axis=axes)
     loss = 1.0 - (2.0 * intersection + smooth_nr) / (denominator + smooth_dr)
-    return finish(jnp.mean(loss) if reduction == "mean" else loss, x.bad)
+    return finish(jnp.mean(loss) if reduction == "mean" else loss, bad)
 
 
 def dice_ce_loss(
@@ -139,17 +184,44 @@ def dice_ce_loss(
     check_positive("smooth", smooth, allow_zero=True)
     check_positive("weight_ce", weight_ce, allow_zero=True)
     check_positive("weight_dice", weight_dice, allow_zero=True)
-    x = prepare(logits, target, channel_axis=channel_axis)
-    log_p = jax.nn.log_softmax(x.logits, axis=1)
-    ce = -jnp.mean(jnp.sum(x.target * log_p, axis=1))
-    p, g = drop_background(
-        jnp.exp(log_p), x.target, include_background=include_background
+    axis, labels = check_inputs(logits, target, channel_axis=channel_axis)
+    return _dice_ce(
+        logits,
+        target,
+        smooth,
+        weight_ce,
+        weight_dice,
+        axis=axis,
+        labels=labels,
+        batch_dice=batch_dice,
+        include_background=include_background,
     )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("axis", "labels", "batch_dice", "include_background")
+)
+def _dice_ce(
+    logits,
+    target,
+    smooth,
+    weight_ce,
+    weight_dice,
+    *,
+    axis,
+    labels,
+    batch_dice,
+    include_background,
+):
+    z, g, bad = channel_first(logits, target, axis, labels)
+    log_p = jax.nn.log_softmax(z, axis=1)
+    ce = -jnp.mean(jnp.sum(g * log_p, axis=1))
+    p, g = drop_background(jnp.exp(log_p), g, include_background=include_background)
     axes = spatial_axes(p, batch=batch_dice)
     intersection = jnp.sum(p * g, axis=axes)
     total = jnp.sum(p, axis=axes) + jnp.sum(g, axis=axes)
     dc = (2.0 * intersection + smooth) / jnp.maximum(total + smooth, 1e-8)
-    return finish(weight_ce * ce + weight_dice * (1.0 - jnp.mean(dc)), x.bad)
+    return finish(weight_ce * ce + weight_dice * (1.0 - jnp.mean(dc)), bad)
 
 
 def _focal_power(x: jax.Array, exponent) -> jax.Array:
@@ -212,9 +284,52 @@ def focal_tversky_loss(
     for name, value in (("alpha", alpha), ("beta", beta), ("smooth", smooth)):
         check_positive(name, value, allow_zero=True)
     check_positive("gamma", gamma)
-    x = prepare(logits, target, channel_axis=channel_axis)
+    axis, labels = check_inputs(logits, target, channel_axis=channel_axis)
+    return _focal_tversky(
+        logits,
+        target,
+        alpha,
+        beta,
+        gamma,
+        smooth,
+        axis=axis,
+        labels=labels,
+        activation=activation,
+        include_background=include_background,
+        batch=batch,
+        reduction=reduction,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "axis",
+        "labels",
+        "activation",
+        "include_background",
+        "batch",
+        "reduction",
+    ),
+)
+def _focal_tversky(
+    logits,
+    target,
+    alpha,
+    beta,
+    gamma,
+    smooth,
+    *,
+    axis,
+    labels,
+    activation,
+    include_background,
+    batch,
+    reduction,
+):
+    z, g, bad = channel_first(logits, target, axis, labels)
     p, g = drop_background(
-        activate(x.logits, activation), x.target, include_background=include_background
+        activate(z, activation), g, include_background=include_background
     )
     axes = spatial_axes(p, batch=batch)
     tp = jnp.sum(p * g, axis=axes)
@@ -223,6 +338,5 @@ def focal_tversky_loss(
     ti = (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
     terms = _focal_power(jnp.maximum(1.0 - ti, 0.0), 1.0 / gamma)
     if reduction == "none":
-        return finish(terms, x.bad)
-    per_item = jnp.sum(terms, axis=-1)
-    return finish(jnp.mean(per_item), x.bad)
+        return finish(terms, bad)
+    return finish(jnp.mean(jnp.sum(terms, axis=-1)), bad)

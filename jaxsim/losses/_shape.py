@@ -21,17 +21,21 @@ transform, :mod:`jaxsim.losses._edt`) and held constant (``stop_gradient``).
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 
 from ._edt import signed_distance_map
 from ._inputs import (
     activate,
+    channel_first,
     check_activation,
+    check_inputs,
     check_positive,
     drop_background,
     finish,
-    prepare,
 )
 
 __all__ = ["shape_information", "shape_aware_loss", "dice_ce_shape_loss"]
@@ -51,7 +55,7 @@ def _spacing(spacing, n_spatial: int) -> tuple[float, ...]:
             f"spacing must have one value per spatial axis ({n_spatial}); got "
             f"{len(values)}: {spacing!r}"
         )
-    if not all(v > 0 and jnp.isfinite(v) for v in values):
+    if not all(v > 0 and math.isfinite(v) for v in values):
         raise ValueError(f"spacing values must be finite and > 0 mm; got {spacing!r}")
     return values
 
@@ -89,6 +93,11 @@ def shape_information(masks, *, spacing, k: float = 0.2) -> jax.Array:
             f"masks must have at least len(spacing)={n_spatial} axes; got shape "
             f"{masks.shape}"
         )
+    return _shape_information(masks, k, spacing=spacing)
+
+
+@functools.partial(jax.jit, static_argnames="spacing")
+def _shape_information(masks, k, *, spacing):
     phi = signed_distance_map(masks, spacing)
     return jnp.where(phi > 0, jax.nn.sigmoid((1.0 - phi) / k), 0.0)
 
@@ -133,16 +142,40 @@ def shape_aware_loss(
         the boundary); it is meant as a small term next to Dice and CE (eq. 4).
     """
     check_activation(activation)
-    x = prepare(logits, target, channel_axis=channel_axis)
-    spacing = _spacing(spacing, x.logits.ndim - 2)
-    p, g = drop_background(
-        activate(x.logits, activation), x.target, include_background=include_background
+    check_positive("k", k)
+    axis, labels = check_inputs(logits, target, channel_axis=channel_axis)
+    spacing = _spacing(spacing, jnp.ndim(logits) - 2)
+    return _shape_loss(
+        logits,
+        target,
+        k,
+        axis=axis,
+        labels=labels,
+        spacing=spacing,
+        activation=activation,
+        include_background=include_background,
     )
+
+
+def _l_shape(p, g, k, spacing):
     si = jax.lax.stop_gradient(shape_information(g >= 0.5, spacing=spacing, k=k))
     error, present = _shape_term(p, g, si)
     n = jnp.sum(present)
-    loss = jnp.sum(jnp.where(present, error, 0.0)) / jnp.maximum(n, 1)
-    return finish(loss, x.bad)
+    return jnp.sum(jnp.where(present, error, 0.0)) / jnp.maximum(n, 1)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("axis", "labels", "spacing", "activation", "include_background"),
+)
+def _shape_loss(
+    logits, target, k, *, axis, labels, spacing, activation, include_background
+):
+    z, g, bad = channel_first(logits, target, axis, labels)
+    p, g = drop_background(
+        activate(z, activation), g, include_background=include_background
+    )
+    return finish(_l_shape(p, g, k, spacing), bad)
 
 
 def dice_ce_shape_loss(
@@ -184,15 +217,49 @@ def dice_ce_shape_loss(
     check_activation(activation)
     check_positive("gamma", gamma, allow_zero=True)
     check_positive("smooth", smooth, allow_zero=True)
-    x = prepare(logits, target, channel_axis=channel_axis)
+    check_positive("k", k)
+    axis, labels = check_inputs(logits, target, channel_axis=channel_axis)
+    spacing = _spacing(spacing, jnp.ndim(logits) - 2)
+    return _dice_ce_shape(
+        logits,
+        target,
+        gamma,
+        k,
+        smooth,
+        axis=axis,
+        labels=labels,
+        spacing=spacing,
+        activation=activation,
+        include_background=include_background,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("axis", "labels", "spacing", "activation", "include_background"),
+)
+def _dice_ce_shape(
+    logits,
+    target,
+    gamma,
+    k,
+    smooth,
+    *,
+    axis,
+    labels,
+    spacing,
+    activation,
+    include_background,
+):
+    z, g, bad = channel_first(logits, target, axis, labels)
     if activation == "softmax":
-        log_p = jax.nn.log_softmax(x.logits, axis=1)
+        log_p = jax.nn.log_softmax(z, axis=1)
     elif activation == "sigmoid":
-        log_p = jax.nn.log_sigmoid(x.logits)
-    else:
-        log_p = jnp.log(x.logits)
+        log_p = jax.nn.log_sigmoid(z)
+    else:  # probabilities given: a floor keeps 0 * log(0) at 0
+        log_p = jnp.log(jnp.maximum(z, jnp.finfo(z.dtype).tiny))
     p, g, log_p = drop_background(
-        jnp.exp(log_p), x.target, log_p, include_background=include_background
+        jnp.exp(log_p), g, log_p, include_background=include_background
     )
     axes = tuple(range(2, p.ndim))
     dice = (2.0 * jnp.sum(g * p, axis=axes) + smooth) / (
@@ -200,13 +267,4 @@ def dice_ce_shape_loss(
     )
     l_dice = 1.0 - jnp.mean(dice)
     l_ce = -jnp.mean(jnp.mean(g * log_p, axis=axes))
-    l_shape = shape_aware_loss(
-        logits,
-        target,
-        spacing=spacing,
-        k=k,
-        activation=activation,
-        include_background=include_background,
-        channel_axis=channel_axis,
-    )
-    return finish(l_dice + l_ce + gamma * l_shape, x.bad)
+    return finish(l_dice + l_ce + gamma * _l_shape(p, g, k, spacing), bad)
