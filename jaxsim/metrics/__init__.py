@@ -1,0 +1,50 @@
+"""Metrics (NumPy): intensity-sample distances, segmentation metrics, clinical indices.
+
+Intensity samples (seed 001's judges of simulated against real images):
+:func:`ks_distance`, :func:`chi2_distance`, :func:`kl_divergence`,
+:func:`sample_distances`.
+
+Segmentation, per label on integer label maps ``(ny, nx)`` or ``(nz, ny, nx)``
+(dicts keyed by label value, background excluded): :func:`dice_score`,
+:func:`iou`, :func:`hausdorff_distance` (HD95 by default),
+:func:`average_surface_distance`, and the distances behind them,
+:func:`surface_distances`. The surface distances follow DeepMind's
+surface-distance (area-weighted surfels on the voxel-corner grid) by default, or
+MONAI's boundary voxels with ``convention="monai"``; ``docs/metrics.md`` compares
+the two.
+
+Clinical indices: :func:`label_volumes`, :func:`cardiac_indices` (LV/RV EDV, ESV,
+EF, LV mass) from label maps of a :class:`jaxsim.labels.LabelScheme`.
+"""
+
+from ._clinical import MYOCARDIAL_DENSITY as MYOCARDIAL_DENSITY
+from ._clinical import CardiacIndices as CardiacIndices
+from ._clinical import cardiac_indices as cardiac_indices
+from ._clinical import label_volumes as label_volumes
+from ._distribution import chi2_distance as chi2_distance
+from ._distribution import kl_divergence as kl_divergence
+from ._distribution import ks_distance as ks_distance
+from ._distribution import sample_distances as sample_distances
+from ._segmentation import SurfaceDistances as SurfaceDistances
+from ._segmentation import average_surface_distance as average_surface_distance
+from ._segmentation import dice_score as dice_score
+from ._segmentation import hausdorff_distance as hausdorff_distance
+from ._segmentation import iou as iou
+from ._segmentation import surface_distances as surface_distances
+
+__all__ = [
+    "chi2_distance",
+    "kl_divergence",
+    "ks_distance",
+    "sample_distances",
+    "dice_score",
+    "iou",
+    "SurfaceDistances",
+    "surface_distances",
+    "hausdorff_distance",
+    "average_surface_distance",
+    "MYOCARDIAL_DENSITY",
+    "CardiacIndices",
+    "label_volumes",
+    "cardiac_indices",
+]
