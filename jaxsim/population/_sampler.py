@@ -75,9 +75,12 @@ _RANGES = (
 )
 
 
-# Coil fields vary on the scale of the loop radius (~100 mm): a 24 x 24 lattice over
-# the field of view (<= 16 mm steps) and linear interpolation err by < 0.5 %.
-_COIL_LATTICE = (24, 24)
+# Coil fields vary on the scale of the loop radius (~100 mm or more): a 16 x 16
+# lattice over the field of view and 32 wire segments per loop give maps within
+# 0.4 % (2 mm pixels) to 2.3 % (3 mm pixels, 384 mm field of view) of the exact
+# field inside the body, at a tenth of the cost of the default lattice.
+_COIL_LATTICE = (16, 16)
+_COIL_SEGMENTS = 32
 
 
 def _static(default):
@@ -345,7 +348,9 @@ def _simulate_item(key, subject, spec: SamplerSpec):
         fractions = tissue_fractions(
             subject, fine, cardiac_phase=phase, supersample=spec.supersample
         )[:, 0]
-        maps = coil_sensitivities(geom, spec.n_coils, lattice=_COIL_LATTICE)[:, 0]
+        maps = coil_sensitivities(
+            geom, spec.n_coils, lattice=_COIL_LATTICE, n_segments=_COIL_SEGMENTS
+        )[:, 0]
         return fractions, maps
 
     fractions, maps = jax.vmap(rasterise, out_axes=(1, 1))(affines)  # (T, nz, ...)
