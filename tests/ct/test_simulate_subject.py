@@ -25,7 +25,11 @@ def test_simulate_ct_of_default_subject():
         subject, spacing=(10.0, 10.0, 10.0), shape=(2, 40, 40)
     )
     res = ct.simulate_ct(
-        jax.random.key(0), subject, geometry=geometry, n_angles=24, supersample=1
+        jax.random.key(0),
+        subject,
+        geometry=geometry,
+        acquisition=ct.CTAcquisition(n_views=24),
+        supersample=1,
     )
     assert res.image.shape == res.labels.shape == (2, 40, 40)
     assert res.projections.shape == (24, res.geom.n_v, res.geom.n_u)

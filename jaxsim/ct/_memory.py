@@ -1,0 +1,216 @@
+"""Memory planning of a CT simulation: peak estimate, chunk sizes, refusal.
+
+A scan's arrays grow with the grid (basis maps, reconstruction), with views x
+detector pixels (projections), and with the intermediates of whatever is computed
+at once. The simulation rasterises the phantom in slabs of slices and projects the
+views in chunks; this module sizes both to the memory the machine has, estimates
+the peak resident memory beforehand, and refuses a job that cannot fit with a
+message naming the estimate.
+
+The estimate models the three phases of the simulation (rasterise, project,
+reconstruct), each as the arrays it holds, plus a fixed process baseline
+(interpreter, JAX runtime, compiled code); the largest phase is the peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import resource
+import sys
+
+__all__ = ["CTMemoryPlan", "available_memory", "plan_ct_memory", "format_bytes"]
+
+GiB = 1 << 30
+MiB = 1 << 20
+#: Resident memory of the process before the job's arrays: Python, JAX, XLA and
+#: the compiled simulation (measured on CPU; see tests/ct/test_memory.py).
+BASELINE = 640 * MiB
+#: Largest intermediates of one view chunk or one slab when memory is plentiful;
+#: more buys no speed.
+CHUNK_TARGET = 256 * MiB
+#: Fraction of the available memory a job may plan to use.
+SAFETY = 0.85
+# Extra temporaries per view-chunk element beyond the basis line integrals:
+# transmission carry, exponent, exp, counts, noise.
+_CHUNK_TEMPS = 5
+# Rasteriser output, its reshaped copy and the mixing into basis maps.
+_SLAB_COPIES = 3
+# Rasteriser block working set (BLOCK_SUBSAMPLES x tissues x a few arrays).
+_RASTER_BLOCK = 96 * MiB
+
+
+@dataclasses.dataclass(frozen=True)
+class CTMemoryPlan:
+    """How a CT simulation is split, and what it is expected to need.
+
+    Attributes:
+        peak_bytes: estimated peak resident memory of the process, bytes.
+        limit_bytes: the memory it may use (``max_memory``, or what the process
+            holds now plus 85 % of what the machine has available), or ``None``
+            when the machine's memory is unknown.
+        n_views: views of the scan.
+        views_per_chunk: views projected at once.
+        slices_per_slab: grid slices rasterised at once.
+        n_basis: independent attenuation curves projected per view.
+    """
+
+    peak_bytes: int
+    limit_bytes: int | None
+    n_views: int
+    views_per_chunk: int
+    slices_per_slab: int
+    n_basis: int
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of view chunks (the last one padded when they do not divide)."""
+        return -(-self.n_views // self.views_per_chunk)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as ``"1.23 GiB"`` or ``"456 MiB"``."""
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations now (``MemAvailable`` of
+    ``/proc/meminfo``, else free physical pages), or ``None`` if unknown."""
+    found = _meminfo_available()
+    if found is not None:
+        return found
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _current_rss() -> int:
+    """Resident memory of this process now (Linux), else its peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _profile_length(n: int) -> int:
+    return -(-(n + 3) // 16) * 16
+
+
+def _phases(shape, n_views, detector, n_basis, n_tissues, itemsize, c, s, raster):
+    """Bytes held in each phase for ``c`` views per chunk, ``s`` slices per slab."""
+    nz, ny, nx = shape
+    n_v, n_u = detector
+    voxels, pixels = nz * ny * nx, n_v * n_u
+    padded = -(-n_views // c) * c
+    n = max(nx, ny)
+    maps = n_basis * voxels * itemsize
+    labels = voxels if raster else 0
+    slab = (_SLAB_COPIES * n_tissues * s * ny * nx * itemsize + _RASTER_BLOCK) * raster
+    plane_stack = 2 * n * (n + 2) * _profile_length(nz) * itemsize + voxels * itemsize
+    chunk = (n_basis + _CHUNK_TEMPS) * c * pixels * itemsize
+    measured = padded * pixels * itemsize
+    fft = 1 << math.ceil(math.log2(2 * n_u))
+    fdk_view = (2 * ny * nx * _profile_length(n_v) + 6 * n_v * fft) * itemsize
+    rasterise = maps + labels + slab
+    project = maps + labels + plane_stack + chunk + measured
+    reconstruct = labels + 2 * measured + 3 * voxels * itemsize + fdk_view
+    return rasterise, project, reconstruct, chunk, slab
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, max(cap, 1)) + 1) if n % d == 0)
+
+
+def plan_ct_memory(
+    shape: tuple[int, int, int],
+    *,
+    n_views: int,
+    detector: tuple[int, int],
+    n_basis: int,
+    n_tissues: int,
+    itemsize: int = 4,
+    rasterise: bool = True,
+    max_memory: int | None = None,
+) -> CTMemoryPlan:
+    """Chunk sizes and peak-memory estimate of one CT simulation.
+
+    Args:
+        shape: ``(nz, ny, nx)`` reconstruction grid.
+        n_views: views of the scan.
+        detector: ``(n_v, n_u)`` detector pixels.
+        n_basis: attenuation curves projected (the rank of the basis).
+        n_tissues: tissue channels rasterised.
+        itemsize: bytes per float (4, or 8 under ``JAX_ENABLE_X64``).
+        rasterise: whether the phantom is rasterised here (not for given fractions).
+        max_memory: bytes the process may use at its peak; default what it holds
+            now plus 85 % of the memory available on the machine.
+
+    Returns:
+        The :class:`CTMemoryPlan` with the largest chunks that fit (up to
+        :data:`CHUNK_TARGET` of intermediates each).
+
+    Raises:
+        ValueError: even the smallest chunks would exceed the memory; the message
+            names the estimate and the limit.
+    """
+    if max_memory is None:
+        available = available_memory()
+        limit = None if available is None else _current_rss() + SAFETY * available
+    else:
+        if not max_memory > 0:
+            raise ValueError(f"max_memory must be > 0 bytes; got {max_memory!r}")
+        limit = float(max_memory)
+    nz = shape[0]
+    args = (shape, n_views, detector, n_basis, n_tissues, itemsize)
+
+    def peak(c, s):
+        return BASELINE + max(_phases(*args, c, s, rasterise)[:3])
+
+    c = n_views
+    while c > 1 and (
+        _phases(*args, c, 1, rasterise)[3] > CHUNK_TARGET
+        or (limit is not None and peak(c, 1) > limit)
+    ):
+        c = -(-c // 2)
+    best = _divisor_at_most(n_views, c)
+    c = best if 2 * best >= c else c  # pad the last chunk rather than tiny chunks
+    s = nz
+    while s > 1 and (
+        _phases(*args, c, s, rasterise)[4] > CHUNK_TARGET
+        or (limit is not None and peak(c, s) > limit)
+    ):
+        s = -(-s // 2)
+    s = _divisor_at_most(nz, s)
+    estimate = int(peak(c, s))
+    if limit is not None and estimate > limit:
+        raise ValueError(
+            f"not enough memory: this CT (grid {tuple(shape)}, {n_views} views, "
+            f"detector {detector[0]} x {detector[1]}) needs an estimated "
+            f"{format_bytes(estimate)} at its peak even in the smallest chunks, "
+            f"but {format_bytes(limit)} may be used"
+            + (" (max_memory)" if max_memory is not None else " (available now)")
+            + "; use a smaller grid, fewer views or larger voxels"
+        )
+    return CTMemoryPlan(
+        peak_bytes=estimate,
+        limit_bytes=None if limit is None else int(limit),
+        n_views=int(n_views),
+        views_per_chunk=int(c),
+        slices_per_slab=int(s),
+        n_basis=int(n_basis),
+    )
