@@ -248,17 +248,20 @@ def _fdk_jit(projections, vol_geom, geom, filter, short):
         filtered = view_filter(view, w)
         return _view_profiles(filtered, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
 
-    def step(carry, item):
+    def view_profiles(i):
+        view = jax.lax.dynamic_index_in_dim(projections, i, keepdims=False)
+        return profiles(view, weights[i], angles[i])
+
+    def step(carry, i):
         volume, prof, angle_prev = carry
-        view, w, angle = item
         volume = _add_view(
             volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
         )
-        return (volume, profiles(view, w, angle), angle), None
+        return (volume, view_profiles(i), angles[i]), None
 
     init = jnp.zeros((ny, nx, nz), dtype)
-    carry = (init, profiles(projections[0], weights[0], angles[0]), angles[0])
-    rest = (projections[1:], weights[1:], angles[1:])
-    (volume, prof, angle), _ = jax.lax.scan(step, carry, rest)
+    carry = (init, view_profiles(0), angles[0])
+    # views by index, so the projections are never copied (a slice would be)
+    (volume, prof, angle), _ = jax.lax.scan(step, carry, jnp.arange(1, len(angles)))
     volume = _add_view(volume, prof, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
     return jnp.transpose(volume, (2, 0, 1))

@@ -24,21 +24,22 @@ __all__ = ["CTMemoryPlan", "available_memory", "plan_ct_memory", "format_bytes"]
 
 GiB = 1 << 30
 MiB = 1 << 20
-#: Resident memory of the process before the job's arrays: Python, JAX, XLA and
-#: the compiled simulation (measured on CPU; see tests/ct/test_memory.py).
-BASELINE = 640 * MiB
+#: Resident memory of the process besides the job's arrays: Python, JAX, and what
+#: XLA keeps of compiling the simulation (measured on CPU; see
+#: tests/ct/test_memory.py); compiling the phantom rasteriser adds RASTER_COMPILE.
+BASELINE = 500 * MiB
+RASTER_COMPILE = 320 * MiB
 #: Largest intermediates of one view chunk or one slab when memory is plentiful;
 #: more buys no speed.
 CHUNK_TARGET = 256 * MiB
 #: Fraction of the available memory a job may plan to use.
 SAFETY = 0.85
-# Extra temporaries per view-chunk element beyond the basis line integrals:
-# transmission carry, exponent, exp, counts, noise.
-_CHUNK_TEMPS = 5
-# Rasteriser output, its reshaped copy and the mixing into basis maps.
-_SLAB_COPIES = 3
+# Temporaries per detector pixel of a view chunk beyond the basis line integrals
+# (transmission, noise keys and draws, log, the correction's table look-up;
+# calibrated on XLA's buffer assignment, see tests/ct/test_memory.py).
+_CHUNK_TEMPS = 18
 # Rasteriser block working set (BLOCK_SUBSAMPLES x tissues x a few arrays).
-_RASTER_BLOCK = 96 * MiB
+_RASTER_BLOCK = 48 * MiB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,11 @@ class CTMemoryPlan:
     views_per_chunk: int
     slices_per_slab: int
     n_basis: int
+
+    @property
+    def fits(self) -> bool:
+        """Whether the estimate is within the limit (true when it is unknown)."""
+        return self.limit_bytes is None or self.peak_bytes <= self.limit_bytes
 
     @property
     def n_chunks(self) -> int:
@@ -112,23 +118,29 @@ def _profile_length(n: int) -> int:
 
 
 def _phases(shape, n_views, detector, n_basis, n_tissues, itemsize, c, s, raster):
-    """Bytes held in each phase for ``c`` views per chunk, ``s`` slices per slab."""
+    """Bytes held in each phase for ``c`` views per chunk, ``s`` slices per slab:
+    ``(rasterise, project, reconstruct, chunk temporaries, slab temporaries)``."""
     nz, ny, nx = shape
     n_v, n_u = detector
     voxels, pixels = nz * ny * nx, n_v * n_u
-    padded = -(-n_views // c) * c
     n = max(nx, ny)
-    maps = n_basis * voxels * itemsize
-    labels = voxels if raster else 0
-    slab = (_SLAB_COPIES * n_tissues * s * ny * nx * itemsize + _RASTER_BLOCK) * raster
-    plane_stack = 2 * n * (n + 2) * _profile_length(nz) * itemsize + voxels * itemsize
+    volume = voxels * itemsize
+    maps = n_basis * volume
+    labels = voxels
+    slab = (n_tissues * s * ny * nx * itemsize + _RASTER_BLOCK) * raster
+    # measured and corrected line integrals (the last chunk padded, then cropped)
+    lines = (-(-n_views // c) * c + n_views) * pixels * itemsize
+    # the projector's plane stack and the slice of the maps it is built from
+    plane_stack = 2 * n * (n + 2) * _profile_length(nz) * itemsize + volume
     chunk = (n_basis + _CHUNK_TEMPS) * c * pixels * itemsize
-    measured = padded * pixels * itemsize
     fft = 1 << math.ceil(math.log2(2 * n_u))
-    fdk_view = (2 * ny * nx * _profile_length(n_v) + 6 * n_v * fft) * itemsize
-    rasterise = maps + labels + slab
-    project = maps + labels + plane_stack + chunk + measured
-    reconstruct = labels + 2 * measured + 3 * voxels * itemsize + fdk_view
+    # FDK: accumulator and its transpose, two views of detector profiles, FFT
+    fdk = 2 * volume + (2 * ny * nx * _profile_length(n_v) + 6 * n_v * fft) * itemsize
+    # given fractions (not rasterised) are the caller's, alive throughout
+    given = 0 if raster else n_tissues * volume
+    rasterise = maps + labels + slab + given
+    project = maps + labels + plane_stack + chunk + lines + given
+    reconstruct = labels + lines + volume + fdk + given
     return rasterise, project, reconstruct, chunk, slab
 
 
@@ -146,6 +158,7 @@ def plan_ct_memory(
     itemsize: int = 4,
     rasterise: bool = True,
     max_memory: int | None = None,
+    check: bool = True,
 ) -> CTMemoryPlan:
     """Chunk sizes and peak-memory estimate of one CT simulation.
 
@@ -159,6 +172,8 @@ def plan_ct_memory(
         rasterise: whether the phantom is rasterised here (not for given fractions).
         max_memory: bytes the process may use at its peak; default what it holds
             now plus 85 % of the memory available on the machine.
+        check: raise when even the smallest chunks do not fit (else return that
+            plan, whose :attr:`~CTMemoryPlan.fits` is false).
 
     Returns:
         The :class:`CTMemoryPlan` with the largest chunks that fit (up to
@@ -178,8 +193,10 @@ def plan_ct_memory(
     nz = shape[0]
     args = (shape, n_views, detector, n_basis, n_tissues, itemsize)
 
+    baseline = BASELINE + RASTER_COMPILE * rasterise
+
     def peak(c, s):
-        return BASELINE + max(_phases(*args, c, s, rasterise)[:3])
+        return baseline + max(_phases(*args, c, s, rasterise)[:3])
 
     c = n_views
     while c > 1 and (
@@ -197,7 +214,7 @@ def plan_ct_memory(
         s = -(-s // 2)
     s = _divisor_at_most(nz, s)
     estimate = int(peak(c, s))
-    if limit is not None and estimate > limit:
+    if check and limit is not None and estimate > limit:
         raise ValueError(
             f"not enough memory: this CT (grid {tuple(shape)}, {n_views} views, "
             f"detector {detector[0]} x {detector[1]}) needs an estimated "

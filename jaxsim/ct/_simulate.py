@@ -79,13 +79,17 @@ def _basis_weights(materials: CTMaterials, energies, dtype):
 
 
 def _measure(key, maps, vol_geom, geom, acq, curves, chunk):
-    """Measured line integrals ``(n_views, n_v, n_u)`` of basis maps.
+    """Measured line integrals of basis maps, and their beam-hardening correction.
 
     Args:
         maps: ``(nz, rank, ny, nx)`` projected maps (slice-major, as rasterised).
         chunk: views per chunk (static); noise is drawn per view from
             ``fold_in(stream(key, "ct.noise"), view)``, so the chunking does not
             change the draw.
+
+    Returns:
+        ``(measured, corrected)``, each ``(n_views, n_v, n_u)``: the correction
+        runs per chunk, so its table look-ups never span all views.
     """
     dtype = maps.dtype
     rank = maps.shape[1]
@@ -117,24 +121,24 @@ def _measure(key, maps, vol_geom, geom, acq, curves, chunk):
             )
 
         counts = jax.vmap(detect)(chunk_views, trans)
-        return log_transform(counts, i0=acq.i0)
+        measured = log_transform(counts, i0=acq.i0)
+        if not acq.beam_hardening_correction:
+            return measured, measured
+        return measured, water_correction(measured, weights, acq.energies())
 
     if n_chunks == 1:
         return one_chunk((angles, views))
     items = (angles.reshape(n_chunks, chunk), views.reshape(n_chunks, chunk))
     # checkpoint: under reverse mode each chunk is recomputed, not stored
     out = jax.lax.map(jax.checkpoint(one_chunk), items)
-    return out.reshape(n_chunks * chunk, geom.n_v, geom.n_u)[:n]
+    shape = (n_chunks * chunk, geom.n_v, geom.n_u)
+    return tuple(x.reshape(shape)[:n] for x in out)
 
 
-def _reconstruct(measured, vol_geom, geom, acq):
-    """FDK image in HU and the water attenuation, from measured line integrals."""
-    dtype = measured.dtype
-    energies, weights = acq.energies(), acq.weights(dtype)
-    corrected = measured
-    if acq.beam_hardening_correction:
-        corrected = water_correction(measured, weights, energies)
-    mu_water, mu_air = water_reference(weights, energies)
+def _reconstruct(corrected, vol_geom, geom, acq):
+    """FDK image in HU and the water attenuation, from corrected line integrals."""
+    weights = acq.weights(corrected.dtype)
+    mu_water, mu_air = water_reference(weights, acq.energies())
     mu = fdk(corrected, vol_geom, geom, filter=acq.filter, short_scan=False)
     return to_hu(mu, mu_water, mu_air), mu_water
 
@@ -143,8 +147,8 @@ def _reconstruct(measured, vol_geom, geom, acq):
 def _scan_fractions(key, fractions, vol_geom, geom, materials, acq, chunk):
     weights, curves = _basis_weights(materials, acq.energies(), fractions.dtype)
     maps = jnp.einsum("rt,tzyx->zryx", weights, fractions)
-    measured = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
-    image, mu_water = _reconstruct(measured, vol_geom, geom, acq)
+    measured, corrected = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
+    image, mu_water = _reconstruct(corrected, vol_geom, geom, acq)
     labels = jnp.argmax(fractions, axis=0).astype(jnp.uint8)
     return CTResult(measured, image, labels, geom, mu_water)
 
@@ -194,8 +198,8 @@ def _scan_subject(
     maps, labels = _rasterise(
         subject, geometry, cardiac_phase, weights, supersample, slab
     )
-    measured = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
-    image, mu_water = _reconstruct(measured, vol_geom, geom, acq)
+    measured, corrected = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
+    image, mu_water = _reconstruct(corrected, vol_geom, geom, acq)
     return CTResult(measured, image, labels, geom, mu_water)
 
 
@@ -207,6 +211,7 @@ def plan_ct(
     dtype=None,
     rasterise: bool = True,
     max_memory: int | None = None,
+    check: bool = True,
 ) -> tuple[ConeBeamGeometry, CTMemoryPlan]:
     """The scan geometry and memory plan of a simulation, before running it.
 
@@ -219,6 +224,8 @@ def plan_ct(
             fractions are given (:func:`simulate_ct_from_fractions`).
         max_memory: bytes the process may use at its peak (default: what it holds
             plus 85 % of the memory available now).
+        check: raise when the job cannot fit; ``False`` returns the plan of the
+            smallest chunks anyway (``plan.fits`` is then false).
 
     Returns:
         ``(geom, plan)``: the :class:`~jaxsim.kernels.ConeBeamGeometry` and the
@@ -226,7 +233,7 @@ def plan_ct(
 
     Raises:
         ValueError: the job cannot fit in the memory (the message names the
-            estimate), or the scan is invalid.
+            estimate; only with ``check``), or the scan is invalid.
     """
     acq = CTAcquisition() if acquisition is None else acquisition
     materials = as_ct_materials(materials)
@@ -242,6 +249,7 @@ def plan_ct(
         itemsize=itemsize,
         rasterise=rasterise,
         max_memory=max_memory,
+        check=check,
     )
     return geom, plan
 
@@ -308,9 +316,11 @@ def simulate_ct_from_fractions(
         rasterise=False,
         max_memory=max_memory,
     )
-    return _scan_fractions(
+    result = _scan_fractions(
         key, fractions, vol_geom, geom, materials, acq, plan.views_per_chunk
     )
+    # the planned scan itself (float64 angles when concrete), not its jit copy
+    return dataclasses.replace(result, geom=geom)
 
 
 def _scanner_grid(geometry: ImageGeometry, acq: CTAcquisition) -> VolumeGeometry:
@@ -405,7 +415,7 @@ def simulate_ct(
         dtype=geometry.affine.dtype,
         max_memory=max_memory,
     )
-    return _scan_subject(
+    result = _scan_subject(
         key,
         subject,
         geometry,
@@ -418,3 +428,4 @@ def simulate_ct(
         plan.views_per_chunk,
         plan.slices_per_slab,
     )
+    return dataclasses.replace(result, geom=geom)
