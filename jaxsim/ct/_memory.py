@@ -9,7 +9,10 @@ message naming the estimate.
 
 The estimate models the three phases of the simulation (rasterise, project,
 reconstruct), each as the arrays it holds, plus a fixed process baseline
-(interpreter, JAX runtime, compiled code); the largest phase is the peak.
+(interpreter, JAX runtime, compiled code); the largest phase is the peak. On the
+CPU the arrays live in the process's memory, so the limit is the machine's
+available memory; on an accelerator they live on the device, so the limit is the
+device's free memory and the host baseline is left out.
 """
 
 from __future__ import annotations
@@ -103,6 +106,20 @@ def available_memory() -> int | None:
         return None
 
 
+def _device_free() -> int | None:
+    """Free bytes of the default accelerator, or ``None`` on the CPU (or when the
+    device does not report its memory)."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return None
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
 def _current_rss() -> int:
     """Resident memory of this process now (Linux), else its peak so far."""
     try:
@@ -170,8 +187,10 @@ def plan_ct_memory(
         n_tissues: tissue channels rasterised.
         itemsize: bytes per float (4, or 8 under ``JAX_ENABLE_X64``).
         rasterise: whether the phantom is rasterised here (not for given fractions).
-        max_memory: bytes the process may use at its peak; default what it holds
-            now plus 85 % of the memory available on the machine.
+        max_memory: bytes the process (on an accelerator: the device) may use at
+            its peak; default what the process holds now plus 85 % of the memory
+            available on the machine (on an accelerator: 85 % of the device's free
+            memory).
         check: raise when even the smallest chunks do not fit (else return that
             plan, whose :attr:`~CTMemoryPlan.fits` is false).
 
@@ -183,17 +202,21 @@ def plan_ct_memory(
         ValueError: even the smallest chunks would exceed the memory; the message
             names the estimate and the limit.
     """
-    if max_memory is None:
-        available = available_memory()
-        limit = None if available is None else _current_rss() + SAFETY * available
-    else:
+    device_free = _device_free()
+    if max_memory is not None:
         if not max_memory > 0:
             raise ValueError(f"max_memory must be > 0 bytes; got {max_memory!r}")
         limit = float(max_memory)
+    elif device_free is not None:
+        limit = SAFETY * device_free
+    else:
+        available = available_memory()
+        limit = None if available is None else _current_rss() + SAFETY * available
     nz = shape[0]
     args = (shape, n_views, detector, n_basis, n_tissues, itemsize)
-
-    baseline = BASELINE + RASTER_COMPILE * rasterise
+    # on an accelerator the arrays are on the device, the process baseline is not
+    on_device = device_free is not None
+    baseline = 0 if on_device else BASELINE + RASTER_COMPILE * rasterise
 
     def peak(c, s):
         return baseline + max(_phases(*args, c, s, rasterise)[:3])

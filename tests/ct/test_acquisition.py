@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,16 +74,18 @@ def test_fifty_random_acquisitions_trace_once():
     traces = []
 
     @jax.jit
-    def image(key, acq):
+    def scan(key, acq):
         traces.append(acq.n_views)  # a Python side effect: runs once per trace
-        return ct.simulate_ct_from_fractions(key, fractions, VOL, acquisition=acq).image
+        return ct.simulate_ct_from_fractions(key, fractions, VOL, acquisition=acq)
 
     acqs = _random_acquisitions(50)
-    images = [image(jax.random.key(i), a) for i, a in enumerate(acqs)]
+    results = [scan(jax.random.key(i), a) for i, a in enumerate(acqs)]
     assert len(traces) == 1
+    assert isinstance(results[0], ct.CTResult)  # a pytree, returned from jit
+    images = [r.image for r in results]
     assert all(np.all(np.isfinite(im)) for im in images)
     # the traced values are honoured: equal to eager calls with concrete values
-    for i in (0, 17, 49):
+    for i in (0, 49):
         eager = ct.simulate_ct_from_fractions(
             jax.random.key(i), fractions, VOL, acquisition=acqs[i]
         )
@@ -142,6 +142,7 @@ def test_gaussian_noise_gradients_match_central_differences():
 
         p = jnp.asarray([2e4, 5.0, 18.0])
         grad = jax.grad(loss)(p)
+        assert grad.dtype == jnp.float64 and loss(p).dtype == jnp.float64
         for i, h in enumerate((50.0, 0.05, 0.05)):
             e = jnp.zeros(3).at[i].set(h)
             fd = (loss(p + e) - loss(p - e)) / (2 * h)
@@ -149,16 +150,10 @@ def test_gaussian_noise_gradients_match_central_differences():
             assert abs(float(grad[i])) > 0
 
 
-def test_results_are_pytrees_through_jit_and_vmap():
+def test_results_are_pytrees_through_vmap():
     fractions = _phantom()
     # monochromatic: line integrals are linear in density (no beam hardening)
     acq = ct.CTAcquisition(n_views=8, noise="none", beam=70.0)
-    res = jax.jit(
-        lambda f: ct.simulate_ct_from_fractions(
-            jax.random.key(0), f, VOL, acquisition=acq
-        )
-    )(fractions)
-    assert isinstance(res, ct.CTResult) and res.labels.dtype == jnp.uint8
     scale = jnp.asarray([1.0, 0.5])
     m = ct.default_ct_materials()
     batch = jax.vmap(
@@ -170,37 +165,24 @@ def test_results_are_pytrees_through_jit_and_vmap():
             acquisition=acq,
         )
     )(scale)
-    assert batch.image.shape == (2, *VOL.shape)
+    assert batch.image.shape == (2, *VOL.shape) and batch.labels.dtype == jnp.uint8
     assert batch.geom.n_angles == 8 and batch.geom.angles.shape == (2, 8)
-    np.testing.assert_allclose(batch.image[0], res.image, rtol=1e-5, atol=0.05)
     # half the density everywhere: half the line integrals
     np.testing.assert_allclose(
         batch.projections[1], 0.5 * batch.projections[0], rtol=1e-4, atol=1e-4
     )
 
 
-def test_float64_results_stay_float64():
-    with jax.enable_x64(True):
-        res = ct.simulate_ct_from_fractions(
-            jax.random.key(0),
-            _phantom(jnp.float64),
-            VOL,
-            acquisition=ct.CTAcquisition(n_views=8, noise="gaussian"),
-        )
-        for x in (res.image, res.projections, res.mu_water):
-            assert x.dtype == jnp.float64
-
-
-@pytest.mark.parametrize("chunk", [3, 4, 16])
-def test_view_chunks_do_not_change_the_scan(chunk):
-    # noise is drawn per view, so any chunking (padded or not) gives one scan
+def test_view_chunks_do_not_change_the_scan():
+    # noise is drawn per view, so any chunking gives one scan (here 16 views in
+    # chunks of 3: the last chunk is padded)
     fractions = _phantom()
     acq = ct.CTAcquisition(n_views=16, noise="gaussian", electronic_sigma=3.0)
     materials = ct.default_ct_materials()
     geom = ct.scanner_geometry(VOL, acq)
     args = (jax.random.key(2), fractions, VOL, geom, materials, acq)
     whole = _scan_fractions(*args, 16)
-    parts = _scan_fractions(*args, chunk)
+    parts = _scan_fractions(*args, 3)
     np.testing.assert_allclose(parts.projections, whole.projections, atol=1e-5)
     np.testing.assert_allclose(parts.image, whole.image, atol=0.05)
 
@@ -257,18 +239,6 @@ def test_traced_distances_need_a_static_detector():
     with pytest.raises(ValueError, match=r"acquisition.detector=\(n_v, n_u\) must"):
         jax.jit(run)(600.0)
     planned = ct.CTAcquisition(n_views=8, dso=600.0, noise="none").planned(VOL)
-    assert planned.detector == (
-        ct.scanner_geometry(VOL, planned).n_v,
-        ct.scanner_geometry(VOL, planned).n_u,
-    )
-    traced = jax.jit(
-        lambda d: (
-            ct.simulate_ct_from_fractions(
-                jax.random.key(0),
-                fractions,
-                VOL,
-                acquisition=dataclasses.replace(planned, dso=d),
-            ).image
-        )
-    )(600.0)
-    np.testing.assert_allclose(traced, run(600.0), rtol=1e-4, atol=0.5)
+    geom = ct.scanner_geometry(VOL, planned)
+    assert planned.detector == (geom.n_v, geom.n_u)
+    # (a traced dso with a planned detector runs: test_fifty_random_acquisitions)

@@ -97,3 +97,20 @@ def test_estimate_brackets_the_measured_peak_memory():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["peak"] <= result["estimate"] <= 1.34 * result["peak"]
+
+
+def test_on_an_accelerator_the_device_memory_is_the_limit(monkeypatch):
+    from jaxsim.ct import _memory
+
+    args = dict(n_views=360, detector=(240, 210), n_basis=4, n_tissues=17)
+    host = plan_ct_memory((128, 128, 128), max_memory=64 * GiB, **args)
+    monkeypatch.setattr(_memory, "_device_free", lambda: 8 * GiB)
+    device = plan_ct_memory((128, 128, 128), **args)
+    # the same arrays, without the host process baseline, against 85 % of 8 GiB
+    assert host.peak_bytes - device.peak_bytes == (
+        _memory.BASELINE + _memory.RASTER_COMPILE
+    )
+    assert device.limit_bytes == int(0.85 * 8 * GiB)
+    monkeypatch.setattr(_memory, "_device_free", lambda: 64 << 20)
+    with pytest.raises(ValueError, match="not enough memory"):
+        plan_ct_memory((128, 128, 128), **args)
