@@ -29,6 +29,9 @@ from ._conebeam import (
 from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_fits
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
+# Views filtered at once: enough to amortise the FFT calls, few enough that their
+# spectra stay small next to the projections.
+_FILTER_BATCH = 16
 
 
 def ramp_filter(n_u: int, spacing, filter: str, dtype) -> jax.Array:
@@ -235,33 +238,51 @@ def fdk(
 @partial(jax.jit, static_argnums=(3, 4))
 def _fdk_jit(projections, vol_geom, geom, filter, short):
     dtype = projections.dtype
+    n = geom.n_angles
     angles = jnp.asarray(geom.angles, dtype)
     weights = _view_weights(geom, short, dtype)  # (n_angles, n_u)
-    view_filter = _view_filter(geom, filter, dtype)
+    view_filter = jax.vmap(_view_filter(geom, filter, dtype))
     nz, ny, nx = vol_geom.shape
+    size = min(_FILTER_BATCH, n)
+    length = _profile_length(geom.n_v)
 
-    # Pipelined over views: step i filters view i and interpolates its columns,
-    # and samples those of view i - 1, received through the carry. That keeps the
-    # profiles a materialised array; otherwise XLA fuses their interpolation into
-    # the per-voxel gather and redoes it for every voxel.
-    def profiles(view, w, angle):
-        filtered = view_filter(view, w)
-        return _view_profiles(filtered, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
+    # Views in blocks: a block's views are filtered together (a few FFTs in
+    # flight, never all views' spectra), then swept one by one, pipelined: step j
+    # interpolates the columns of view j and samples those of the view before,
+    # received through the carry. That keeps the profiles a materialised array;
+    # otherwise XLA fuses their interpolation into the per-voxel gather and redoes
+    # it for every voxel. The last block is slid back to end at the last view
+    # (views are read by index: the projections are never copied), and its views
+    # already swept get zero weight.
+    def block(carry, b):
+        first = jnp.minimum(b * size, n - size)
+        index = first + jnp.arange(size)
+        fresh = (index >= b * size)[:, None].astype(dtype)
+        views = jax.lax.dynamic_slice_in_dim(projections, first, size)
+        filtered = view_filter(views, weights[index] * fresh)
 
-    def view_profiles(i):
-        view = jax.lax.dynamic_index_in_dim(projections, i, keepdims=False)
-        return profiles(view, weights[i], angles[i])
+        def step(carry, j):
+            volume, prof, angle_prev = carry
+            volume = _add_view(
+                volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
+            )
+            angle = angles[index[j]]
+            c, s = jnp.cos(angle), jnp.sin(angle)
+            return (
+                volume,
+                _view_profiles(filtered[j], c, s, vol_geom, geom),
+                angle,
+            ), None
 
-    def step(carry, i):
-        volume, prof, angle_prev = carry
-        volume = _add_view(
-            volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
-        )
-        return (volume, view_profiles(i), angles[i]), None
+        carry, _ = jax.lax.scan(step, carry, jnp.arange(size))
+        return carry, None
 
-    init = jnp.zeros((ny, nx, nz), dtype)
-    carry = (init, view_profiles(0), angles[0])
-    # views by index, so the projections are never copied (a slice would be)
-    (volume, prof, angle), _ = jax.lax.scan(step, carry, jnp.arange(1, len(angles)))
+    init = (
+        jnp.zeros((ny, nx, nz), dtype),
+        jnp.zeros((ny, nx, length), dtype),  # adds nothing on the first step
+        angles[0],
+    )
+    n_blocks = -(-n // size)
+    (volume, prof, angle), _ = jax.lax.scan(block, init, jnp.arange(n_blocks))
     volume = _add_view(volume, prof, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
     return jnp.transpose(volume, (2, 0, 1))
