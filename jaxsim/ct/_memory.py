@@ -30,7 +30,7 @@ MiB = 1 << 20
 #: Resident memory of the process besides the job's arrays: Python, JAX, and what
 #: XLA keeps of compiling the simulation (measured on CPU; see
 #: tests/ct/test_memory.py); compiling the phantom rasteriser adds RASTER_COMPILE.
-BASELINE = 500 * MiB
+BASELINE = 576 * MiB
 RASTER_COMPILE = 320 * MiB
 #: Largest intermediates of one view chunk or one slab when memory is plentiful;
 #: more buys no speed.
@@ -41,6 +41,8 @@ SAFETY = 0.85
 # (transmission, noise keys and draws, log, the correction's table look-up;
 # calibrated on XLA's buffer assignment, see tests/ct/test_memory.py).
 _CHUNK_TEMPS = 18
+# Views the FDK filters at once (kernels/_fdk.py).
+_FDK_BLOCK = 16
 # Rasteriser block working set (BLOCK_SUBSAMPLES x tissues x a few arrays).
 _RASTER_BLOCK = 48 * MiB
 
@@ -151,8 +153,11 @@ def _phases(shape, n_views, detector, n_basis, n_tissues, itemsize, c, s, raster
     plane_stack = 2 * n * (n + 2) * _profile_length(nz) * itemsize + volume
     chunk = (n_basis + _CHUNK_TEMPS) * c * pixels * itemsize
     fft = 1 << math.ceil(math.log2(2 * n_u))
-    # FDK: accumulator and its transpose, two views of detector profiles, FFT
-    fdk = 2 * volume + (2 * ny * nx * _profile_length(n_v) + 6 * n_v * fft) * itemsize
+    # FDK: accumulator and its transpose, two views of detector profiles, and a
+    # block of views being filtered (padded rows, their spectra, the result)
+    block = min(_FDK_BLOCK, n_views)
+    fdk = 2 * volume
+    fdk += (2 * ny * nx * _profile_length(n_v) + 6 * block * n_v * fft) * itemsize
     # given fractions (not rasterised) are the caller's, alive throughout
     given = 0 if raster else n_tissues * volume
     rasterise = maps + labels + slab + given
