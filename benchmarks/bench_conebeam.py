@@ -8,8 +8,10 @@ installed (it is not a project dependency), exchanging arrays through ``.npy`` f
     python benchmarks/bench_conebeam.py --rtk-python /work/ctpeer-venv/bin/python
 
 Reports the first call (compile + run) apart from steady state (minimum of repeats,
-after ``block_until_ready``), the projection agreement with RTK, and the peak resident
-memory of a 256^3 x 360-view forward + backprojection in a fresh process. Writes
+after ``block_until_ready``) of the forward projection, backprojection, FDK, the
+gradient of a projection loss (forward + hand-written adjoint) and the forward-mode
+JVP, the projection agreement with RTK, and the peak resident memory of a
+256^3 x 360-view forward + backprojection in a fresh process. Writes
 ``benchmarks/results/conebeam.json`` and prints a table.
 """
 
@@ -172,6 +174,8 @@ def jaxsim_run(meta, angles, vol, repeats):
     back = jax.jit(lambda p: cone_beam_backproject(p, vol_geom, geom))
     recon = jax.jit(lambda p: fdk(p, vol_geom, geom))
     grad = jax.jit(jax.grad(lambda v: 0.5 * jnp.sum(project(v) ** 2)))
+    # forward mode: the projector's JVP (the projection of the tangent)
+    tangent = jax.jit(lambda v: jax.jvp(project, (v,), (v,))[1])
     rows = {}
     c, s, proj = _time(project, x, repeats)
     rows["forward"] = (c, s)
@@ -181,6 +185,8 @@ def jaxsim_run(meta, angles, vol, repeats):
     rows["fdk"] = (c, s)
     c, s, _ = _time(grad, x, repeats)
     rows["forward+backward (grad)"] = (c, s)
+    c, s, _ = _time(tangent, x, repeats)
+    rows["forward-mode (jvp)"] = (c, s)
     return rows, np.asarray(proj), np.asarray(rec)
 
 

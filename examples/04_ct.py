@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from jaxsim.ct import simulate_ct  # noqa: E402
+from jaxsim.ct import CTAcquisition, hu_statistics, simulate_ct  # noqa: E402
 from jaxsim.phantoms import TISSUES, axial_geometry, default_subject  # noqa: E402
 
 HEART = (
@@ -63,17 +63,21 @@ def main() -> None:
 
     subject = default_subject("male")
     if smoke:
-        shape, spacing, n_angles = (6, 48, 48), (8.0, 8.0, 8.0), 40
+        shape, spacing, n_views = (6, 48, 48), (8.0, 8.0, 8.0), 40
     else:
-        shape, spacing, n_angles = (24, 160, 160), (2.5, 2.5, 2.5), 240
+        shape, spacing, n_views = (24, 160, 160), (2.5, 2.5, 2.5), 240
     geometry = axial_geometry(subject, spacing=spacing, shape=shape)
+    acquisition = CTAcquisition(n_views=n_views, i0=2e5)  # 120 kVp, Poisson noise
     result = simulate_ct(
-        jax.random.key(0), subject, geometry=geometry, n_angles=n_angles, i0=2e5
+        jax.random.key(0), subject, geometry=geometry, acquisition=acquisition
     )
     image = np.asarray(result.image)
     labels = np.asarray(result.labels)
     heart_ids = [TISSUES.index(t) for t in HEART]
     sim_heart = image[np.isin(labels, heart_ids)]
+    for tissue, stats in hu_statistics(image, labels).items():
+        if tissue in ("lv_blood", "lv_myocardium", "lung", "fat"):
+            print(f"{tissue:14s} {stats['median']:7.0f} HU (median)")
     k = shape[0] // 2
     real = real_ct(Path(args.data))
 

@@ -13,21 +13,20 @@ Each view sweeps its planes in small blocks so that a block's gathers work in ca
 
 The backprojector is the projector's exact transpose, written out step by step (each
 gather becomes a scatter-add with the same indices and weights), so
-``<A x, y> = <x, A^T y>`` holds to float rounding; each function's VJP is the other.
-The projector maps over views in chunks, the backprojector scans over views into one
-accumulator, so memory stays bounded.
+``<A x, y> = <x, A^T y>`` holds to float rounding. The projector maps over views in
+chunks, the backprojector scans over views into one accumulator, so memory stays
+bounded. The differentiable operators built on these two implementations (and their
+public entry points) live in ``_conebeam_ops``.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_finite_array
-from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_fits
+from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry
 
 # Elements of the largest per-chunk intermediate (views x columns x planes x rows).
 _CHUNK_ELEMENTS = 1 << 20
@@ -397,140 +396,3 @@ def _backproject_impl(projections, vol_geom, geom, chunk):
     rows, _ = jax.lax.scan(step, init, (angles, projections))
     volume = jax.ShapeDtypeStruct(vol_geom.shape, dtype)
     return jax.linear_transpose(_plane_stack, volume)(rows)[0]
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _project(volume, vol_geom, geom, chunk):
-    return _project_impl(volume, vol_geom, geom, chunk)
-
-
-def _project_fwd(volume, vol_geom, geom, chunk):
-    return _project(volume, vol_geom, geom, chunk), (vol_geom, geom)
-
-
-def _project_bwd(chunk, res, cotangent):
-    vol_geom, geom = res  # geometry is not differentiated: None is a zero cotangent
-    grad = _backproject_impl(cotangent, vol_geom, geom, chunk)
-    return grad, None, None
-
-
-_project.defvjp(_project_fwd, _project_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _backproject(projections, vol_geom, geom, chunk):
-    return _backproject_impl(projections, vol_geom, geom, chunk)
-
-
-def _backproject_fwd(projections, vol_geom, geom, chunk):
-    return _backproject(projections, vol_geom, geom, chunk), (vol_geom, geom)
-
-
-def _backproject_bwd(chunk, res, cotangent):
-    vol_geom, geom = res
-    grad = _project_impl(cotangent, vol_geom, geom, chunk)
-    return grad, None, None
-
-
-_backproject.defvjp(_backproject_fwd, _backproject_bwd)
-
-
-# Compiled entry points: geometry leaves are traced, sizes and the chunk are static, so
-# a new scan of the same shape reuses the compiled code.
-_project_jit = jax.jit(_project, static_argnums=3)
-_backproject_jit = jax.jit(_backproject, static_argnums=3)
-
-
-def _check_inputs(name, array, expected, vol_geom, geom, chunk):
-    if not isinstance(vol_geom, VolumeGeometry):
-        raise TypeError(f"vol_geom must be a VolumeGeometry; got {type(vol_geom)}")
-    if not isinstance(geom, ConeBeamGeometry):
-        raise TypeError(f"geom must be a ConeBeamGeometry; got {type(geom)}")
-    if tuple(array.shape) != tuple(expected):
-        raise ValueError(f"{name} must have shape {tuple(expected)}; got {array.shape}")
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        raise TypeError(f"{name} must be a float array; got dtype {array.dtype}")
-    check_finite_array(name, array)
-    check_volume_fits(vol_geom, geom)
-    chunk = default_chunk(vol_geom, geom) if chunk is None else int(chunk)
-    if chunk < 1:
-        raise ValueError(f"views_per_chunk must be >= 1; got {chunk}")
-    return min(chunk, geom.n_angles)
-
-
-def cone_beam_project(
-    volume: jax.Array,
-    vol_geom: VolumeGeometry,
-    geom: ConeBeamGeometry,
-    *,
-    views_per_chunk: int | None = None,
-) -> jax.Array:
-    """Line integrals of a volume along the rays of a circular cone-beam scan.
-
-    Joseph's ray-driven method (bilinear interpolation in the planes perpendicular to
-    each ray's dominant axis). Its VJP is :func:`cone_beam_backproject`; geometry is
-    treated as constant under differentiation (its cotangent is zero).
-
-    Args:
-        volume: attenuation, float ``(nz, ny, nx)`` in 1/mm (any unit u gives
-            projections in u * mm).
-        vol_geom: placement of the grid.
-        geom: the scan.
-        views_per_chunk: views processed at once (static); bounds memory. Default:
-            one view unless views are tiny (see :func:`default_chunk`).
-
-    Returns:
-        Projections ``(n_angles, n_v, n_u)``, dtype of ``volume``: line integrals
-        (dimensionless for attenuation in 1/mm).
-
-    Raises:
-        ValueError: wrong shape, NaN or inf in a concrete volume, or a volume
-            reaching the source circle.
-        TypeError: non-float volume or wrong geometry types.
-
-    Example:
-        >>> vg = VolumeGeometry((32, 32, 32), (1.0, 1.0, 1.0))
-        >>> g = ConeBeamGeometry(500.0, 1000.0, 64, 64, 1.0, 1.0, jnp.linspace(0, 6, 8))
-        >>> cone_beam_project(jnp.ones((32, 32, 32)), vg, g).shape
-        (8, 64, 64)
-    """
-    volume = jnp.asarray(volume)
-    chunk = _check_inputs(
-        "volume", volume, vol_geom.shape, vol_geom, geom, views_per_chunk
-    )
-    return _project_jit(volume, vol_geom, geom, chunk)
-
-
-def cone_beam_backproject(
-    projections: jax.Array,
-    vol_geom: VolumeGeometry,
-    geom: ConeBeamGeometry,
-    *,
-    views_per_chunk: int | None = None,
-) -> jax.Array:
-    """The exact adjoint of :func:`cone_beam_project` (unfiltered backprojection).
-
-    ``<cone_beam_project(x), y> == <x, cone_beam_backproject(y)>`` to float rounding.
-    Its VJP is :func:`cone_beam_project`.
-
-    Args:
-        projections: float ``(n_angles, n_v, n_u)``.
-        vol_geom: placement of the grid.
-        geom: the scan.
-        views_per_chunk: views per chunk of the projector (static), used by this
-            function's VJP; the backprojection itself scans one view at a time into
-            a single accumulator, so its memory does not grow with the chunk.
-
-    Returns:
-        Volume ``(nz, ny, nx)`` with the dtype of ``projections`` (units of the
-        projections times mm).
-
-    Raises:
-        ValueError, TypeError: as :func:`cone_beam_project`.
-    """
-    projections = jnp.asarray(projections)
-    expected = (geom.n_angles, geom.n_v, geom.n_u)
-    chunk = _check_inputs(
-        "projections", projections, expected, vol_geom, geom, views_per_chunk
-    )
-    return _backproject_jit(projections, vol_geom, geom, chunk)

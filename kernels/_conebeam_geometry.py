@@ -106,7 +106,9 @@ class ConeBeamGeometry:
         n_u, n_v: detector columns and rows (static).
         du, dv: detector pixel pitch along u and v, mm.
         angles: source angles ``theta``, rad, shape ``(n_angles,)``; a leaf, so a
-            jitted function compiles once per number of views.
+            jitted function compiles once per number of views. (Leading batch axes
+            appear when a geometry is returned from ``jax.vmap``; the operators
+            take one scan.)
         offset_u, offset_v: detector centre shift along u and v, mm.
 
     Raises:
@@ -143,23 +145,24 @@ class ConeBeamGeometry:
             if _is_number_like(getattr(self, name)):
                 check_range(name, getattr(self, name), unit="mm")
         if _is_number_like(self.angles):
-            if np.ndim(self.angles) != 1 or np.size(self.angles) == 0:
+            if np.ndim(self.angles) < 1 or np.size(self.angles) == 0:
                 raise ValueError(
                     "angles must be a non-empty 1D array of radians; got shape "
                     f"{np.shape(self.angles)}"
                 )
             check_range("angles", self.angles, unit="rad")
         if _is_number_like(self.dso) and _is_number_like(self.dsd):
-            if not float(self.dsd) > float(self.dso):
+            dso, dsd = np.asarray(self.dso), np.asarray(self.dsd)
+            if not np.all(dsd > dso):
                 raise ValueError(
                     f"dsd must exceed dso (the detector lies beyond the rotation axis);"
-                    f" got dsd={float(self.dsd):g} mm, dso={float(self.dso):g} mm"
+                    f" got dsd={np.min(dsd):g} mm, dso={np.max(dso):g} mm"
                 )
 
     @property
     def n_angles(self) -> int:
-        """Number of views."""
-        return int(np.shape(self.angles)[0])
+        """Number of views (the last axis of ``angles``)."""
+        return int(np.shape(self.angles)[-1])
 
 
 jax.tree_util.register_dataclass(

@@ -4,8 +4,9 @@ Steps: cosine (Feldkamp) weighting, short-scan Parker weighting, a ramp filter a
 detector rows (applied by FFT with zero padding, in the spatial-domain discretisation of
 Kak & Slaney so the DC gain is exact), and a voxel-driven backprojection with distance
 weight ``(dso / U)^2`` and bilinear interpolation on the detector. Views are looped with
-``lax.scan`` (pipelined: one view's detector profiles are interpolated while the
-previous view's are accumulated), so memory holds the intermediates of two views.
+``lax.scan`` (pipelined: one view is filtered and its detector profiles interpolated
+while the previous view's are accumulated), so memory holds the intermediates of two
+views besides the input projections and the output volume.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from ._conebeam import (
 from ._conebeam_geometry import ConeBeamGeometry, VolumeGeometry, check_volume_fits
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
+# Views filtered at once: enough to amortise the FFT calls, few enough that their
+# spectra stay small next to the projections.
+_FILTER_BATCH = 16
 
 
 def ramp_filter(n_u: int, spacing, filter: str, dtype) -> jax.Array:
@@ -114,15 +118,24 @@ def _view_weights(geom: ConeBeamGeometry, short: bool, dtype) -> jax.Array:
     return parker_weights(geom, dtype) * step
 
 
-def _filter_projections(projections, geom, filter, short):
-    dtype = projections.dtype
+def _view_filter(geom, filter, dtype):
+    """The per-view filter: ``view (n_v, n_u), weights (n_u,) -> filtered view``.
+
+    Cosine (Feldkamp) weighting, the view's quadrature/redundancy weights, then the
+    ramp filter along rows by FFT (zero padded). Applied one view at a time inside
+    the backprojection loop, so memory never holds all filtered views.
+    """
     u_det, v_det = detector_coordinates(geom, dtype)
     cosine = geom.dsd / jnp.sqrt(geom.dsd**2 + u_det**2 + v_det[:, None] ** 2)
-    weighted = projections * cosine * _view_weights(geom, short, dtype)[:, None, :]
     response = ramp_filter(geom.n_u, geom.du * geom.dso / geom.dsd, filter, dtype)
     size = response.shape[0]
-    spectrum = jnp.fft.rfft(weighted, n=size, axis=-1) * response[: size // 2 + 1]
-    return jnp.fft.irfft(spectrum, n=size, axis=-1)[..., : geom.n_u]
+    half = response[: size // 2 + 1]
+
+    def apply(view, weights):
+        spectrum = jnp.fft.rfft(view * cosine * weights, n=size, axis=-1) * half
+        return jnp.fft.irfft(spectrum, n=size, axis=-1)[..., : geom.n_u]
+
+    return apply
 
 
 def _voxel_detector(cos_t, sin_t, vol_geom, geom, dtype):
@@ -224,27 +237,52 @@ def fdk(
 
 @partial(jax.jit, static_argnums=(3, 4))
 def _fdk_jit(projections, vol_geom, geom, filter, short):
-    filtered = _filter_projections(projections, geom, filter, short)
-    angles = jnp.asarray(geom.angles, projections.dtype)
+    dtype = projections.dtype
+    n = geom.n_angles
+    angles = jnp.asarray(geom.angles, dtype)
+    weights = _view_weights(geom, short, dtype)  # (n_angles, n_u)
+    view_filter = jax.vmap(_view_filter(geom, filter, dtype))
     nz, ny, nx = vol_geom.shape
+    size = min(_FILTER_BATCH, n)
+    length = _profile_length(geom.n_v)
 
-    # Pipelined over views: step i interpolates the columns of view i and samples
-    # those of view i - 1, received through the carry. That keeps the profiles a
-    # materialised array; otherwise XLA fuses their interpolation into the
-    # per-voxel gather and redoes it for every voxel.
-    def profiles(view, angle):
-        return _view_profiles(view, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
+    # Views in blocks: a block's views are filtered together (a few FFTs in
+    # flight, never all views' spectra), then swept one by one, pipelined: step j
+    # interpolates the columns of view j and samples those of the view before,
+    # received through the carry. That keeps the profiles a materialised array;
+    # otherwise XLA fuses their interpolation into the per-voxel gather and redoes
+    # it for every voxel. The last block is slid back to end at the last view
+    # (views are read by index: the projections are never copied), and its views
+    # already swept get zero weight.
+    def block(carry, b):
+        first = jnp.minimum(b * size, n - size)
+        index = first + jnp.arange(size)
+        fresh = (index >= b * size)[:, None].astype(dtype)
+        views = jax.lax.dynamic_slice_in_dim(projections, first, size)
+        filtered = view_filter(views, weights[index] * fresh)
 
-    def step(carry, item):
-        volume, prof, angle_prev = carry
-        view, angle = item
-        volume = _add_view(
-            volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
-        )
-        return (volume, profiles(view, angle), angle), None
+        def step(carry, j):
+            volume, prof, angle_prev = carry
+            volume = _add_view(
+                volume, prof, jnp.cos(angle_prev), jnp.sin(angle_prev), vol_geom, geom
+            )
+            angle = angles[index[j]]
+            c, s = jnp.cos(angle), jnp.sin(angle)
+            return (
+                volume,
+                _view_profiles(filtered[j], c, s, vol_geom, geom),
+                angle,
+            ), None
 
-    init = jnp.zeros((ny, nx, nz), projections.dtype)
-    carry = (init, profiles(filtered[0], angles[0]), angles[0])
-    (volume, prof, angle), _ = jax.lax.scan(step, carry, (filtered[1:], angles[1:]))
+        carry, _ = jax.lax.scan(step, carry, jnp.arange(size))
+        return carry, None
+
+    init = (
+        jnp.zeros((ny, nx, nz), dtype),
+        jnp.zeros((ny, nx, length), dtype),  # adds nothing on the first step
+        angles[0],
+    )
+    n_blocks = -(-n // size)
+    (volume, prof, angle), _ = jax.lax.scan(block, init, jnp.arange(n_blocks))
     volume = _add_view(volume, prof, jnp.cos(angle), jnp.sin(angle), vol_geom, geom)
     return jnp.transpose(volume, (2, 0, 1))

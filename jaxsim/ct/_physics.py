@@ -1,90 +1,55 @@
 """Polychromatic Beer-Lambert physics on basis-material line integrals.
 
-Attenuation is linear in the material maps, so each basis material (and dissolved
-iodine) is projected once; the energy dependence is then applied on the detector:
-``I/I0 = sum_E w(E) exp(-sum_b mu_b(E) L_b)``. That costs one projection per basis
-material instead of one per energy bin.
+Attenuation is linear in the material maps, so each independent attenuation curve
+of the basis (materials and dissolved iodine) is projected once; the energy
+dependence is then applied on the detector:
+``I/I0 = sum_E w(E) exp(-sum_b mu_b(E) L_b)``. The curves span a space of low rank
+(four for the default basis over 20-150 keV), which is what is projected.
+
+Energies are static (NumPy); spectrum weights and material mixtures may be traced.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._materials import attenuation, energies
+from ._materials import attenuation
+from ._tissue_materials import IODINE
 
-# tissue -> ({material: volume fraction}, iodine mg/mL). Contrast values give an
-# arterial-phase chest CT. Tuned so that a 120 kVp scan of the default phantom (whose
-# torso hardens the beam like ~300 mm of water) gives blood pools near 500 HU, like
-# the real contrast CT in shared/data (heart-mask median ~ 466 HU, blood ~ 500).
-DEFAULT_TISSUE_MATERIALS: dict[str, tuple[dict[str, float], float]] = {
-    "air": ({"air": 1.0}, 0.0),
-    "lv_blood": ({"blood": 1.0}, 18.0),
-    "la_blood": ({"blood": 1.0}, 18.0),
-    "aorta": ({"blood": 1.0}, 18.0),
-    "rv_blood": ({"blood": 1.0}, 16.0),
-    "ra_blood": ({"blood": 1.0}, 16.0),
-    "pulmonary_artery": ({"blood": 1.0}, 16.0),
-    "lv_myocardium": ({"myocardium": 1.0}, 2.5),
-    "rv_myocardium": ({"myocardium": 1.0}, 2.5),
-    # Aerated parenchyma: ICRU lung tissue at 0.26 g/cm^3 with extra air (~ -800 HU).
-    "lung": ({"lung": 0.75, "air": 0.25}, 0.0),
-    "liver": ({"liver": 1.0}, 1.0),
-    "stomach": ({"soft_tissue": 1.0}, 0.0),
-    "spleen": ({"soft_tissue": 1.0}, 1.0),
-    # Spine and ribs: mostly trabecular bone, modelled as cortical bone in marrow.
-    "bone": ({"bone": 0.2, "soft_tissue": 0.8}, 0.0),
-    "fat": ({"adipose": 1.0}, 0.0),
-    "muscle": ({"muscle": 1.0}, 0.0),
-    "body": ({"soft_tissue": 1.0}, 0.0),
-}
-
-IODINE = "iodine"
+# Rank kept from the material attenuation curves (relative singular-value cut-off).
+_BASIS_TOLERANCE = 1e-6
+# Water thicknesses of the beam-hardening correction table, mm.
+_WATER_MM = np.linspace(0.0, 1000.0, 4001)
 
 
-def basis_matrix(
-    tissues: tuple[str, ...],
-    tissue_materials: Mapping[str, tuple[Mapping[str, float], float]] | None = None,
-) -> tuple[tuple[str, ...], np.ndarray]:
-    """Mixing matrix from tissue fractions to basis-material maps.
-
-    Args:
-        tissues: tissue names, the channel order of the fractions.
-        tissue_materials: tissue -> (material volume fractions, iodine mg/mL);
-            defaults to :data:`DEFAULT_TISSUE_MATERIALS`.
-
-    Returns:
-        ``(names, matrix)``: basis names (materials, then ``"iodine"``) and a float64
-        ``(n_basis, n_tissues)`` matrix. Material rows are volume fractions of the
-        material at its nominal density; the iodine row is g/cm^3.
-
-    Raises:
-        ValueError: a tissue without a material entry.
-    """
-    mapping = DEFAULT_TISSUE_MATERIALS if tissue_materials is None else tissue_materials
-    missing = [t for t in tissues if t not in mapping]
-    if missing:
-        raise ValueError(f"tissue_materials lacks entries for tissues {missing}")
-    names = sorted({m for t in tissues for m in mapping[t][0]})
-    matrix = np.zeros((len(names) + 1, len(tissues)))
-    for j, tissue in enumerate(tissues):
-        materials, iodine = mapping[tissue]
-        for name, fraction in materials.items():
-            matrix[names.index(name), j] = fraction
-        matrix[-1, j] = iodine * 1e-3
-    return (*names, IODINE), matrix
-
-
-def basis_attenuation(names: tuple[str, ...], energy) -> np.ndarray:
-    """``(n_basis, n_energies)`` attenuation (1/mm) per unit basis-map value."""
+def basis_attenuation(names: tuple[str, ...], energies) -> np.ndarray:
+    """``(n_basis, n_energies)`` attenuation (1/mm) per unit basis-map value:
+    materials at nominal density, iodine per g/cm^3 (float64, static)."""
     rows = [
-        attenuation(n, energy, density_g_cm3=1.0 if n == IODINE else None)
+        attenuation(n, energies, density_g_cm3=1.0 if n == IODINE else None)
         for n in names
     ]
     return np.stack(rows)
+
+
+def reduced_basis(names: tuple[str, ...], energies) -> tuple[np.ndarray, np.ndarray]:
+    """Exact-to-rounding low-rank factor ``mu = coeffs @ curves`` of the basis.
+
+    Args:
+        names: basis names (materials, then ``"iodine"``).
+        energies: static energy grid, keV.
+
+    Returns:
+        float64 ``coeffs`` ``(n_basis, rank)`` and ``curves`` ``(rank, n_energies)``
+        (1/mm per unit map), ``rank`` the number of singular values above
+        ``1e-6`` of the largest.
+    """
+    mu = basis_attenuation(names, np.asarray(energies, np.float64))
+    u, s, vt = np.linalg.svd(mu, full_matrices=False)
+    rank = int(np.sum(s > _BASIS_TOLERANCE * s[0]))
+    return u[:, :rank] * s[:rank], vt[:rank]
 
 
 def transmission(
@@ -101,6 +66,8 @@ def transmission(
         ``(...)`` transmission in [0, 1]. Energies are looped (``lax.scan``) so memory
         holds one projection set, not one per energy.
     """
+    mu = jnp.asarray(mu, line_integrals.dtype)
+    weights = jnp.asarray(weights, line_integrals.dtype)
 
     def step(total, item):
         mu_e, w_e = item
@@ -112,33 +79,53 @@ def transmission(
     return total
 
 
-def water_reference(spectrum_weights, spectrum_energies) -> tuple[float, float]:
-    """Effective attenuation (1/mm) of water and air for a spectrum (mean over E)."""
-    w = np.asarray(spectrum_weights, np.float64)
-    e = np.asarray(spectrum_energies, np.float64)
-    return float(w @ attenuation("water", e)), float(w @ attenuation("air", e))
+def _hardened(weights, energies, water_mm):
+    """Spectrum after ``water_mm`` of water, renormalised (traced weights)."""
+    if water_mm == 0:
+        return weights
+    filt = np.exp(-attenuation("water", energies) * water_mm)
+    w = weights * jnp.asarray(filt, weights.dtype)
+    return w / jnp.sum(w)
 
 
-def water_correction(projections, spectrum_weights, spectrum_energies):
+def water_reference(weights, energies) -> tuple[jax.Array, jax.Array]:
+    """Effective attenuation (1/mm) of water and air for a spectrum (mean over E).
+
+    Args:
+        weights: ``(n_energies,)`` spectrum weights summing to 1 (may be traced).
+        energies: static energy grid, keV.
+
+    Returns:
+        ``(mu_water, mu_air)`` scalars of the weights' dtype.
+    """
+    weights = jnp.asarray(weights)
+    e = np.asarray(energies, np.float64)
+    mu = jnp.asarray(np.stack([attenuation("water", e), attenuation("air", e)]))
+    mu_water, mu_air = mu.astype(weights.dtype) @ weights
+    return mu_water, mu_air
+
+
+def water_correction(projections, weights, energies):
     """First-order beam-hardening correction: polychromatic water -> monochromatic.
 
     A measured line integral ``p`` is mapped to ``mu_ref * L`` where ``L`` is the
     water thickness that would give ``p`` with this spectrum and ``mu_ref`` the
     effective water attenuation (:func:`water_reference`). Identity for a
-    monochromatic beam.
+    monochromatic beam. Differentiable in ``projections`` and ``weights``.
+
+    Args:
+        projections: measured line integrals, any shape, float.
+        weights: ``(n_energies,)`` spectrum weights summing to 1 (may be traced).
+        energies: static energy grid, keV.
+
+    Returns:
+        Corrected line integrals, shape and dtype of ``projections``.
     """
-    w = np.asarray(spectrum_weights, np.float64)
-    e = np.asarray(spectrum_energies, np.float64)
-    mu_w = attenuation("water", e)
-    thickness = np.linspace(0.0, 1000.0, 4001)
-    poly = -np.log(np.exp(-np.outer(thickness, mu_w)) @ w)
-    mu_ref = float(w @ mu_w)
     dtype = projections.dtype
-    return mu_ref * jnp.interp(
-        projections, jnp.asarray(poly, dtype), jnp.asarray(thickness, dtype)
-    )
-
-
-def table_energies() -> np.ndarray:
-    """The energy grid of the shipped tables, keV."""
-    return energies()
+    weights = jnp.asarray(weights, dtype)
+    mu_w = np.asarray(attenuation("water", np.asarray(energies, np.float64)))
+    thickness = jnp.asarray(_WATER_MM, dtype)
+    table = jnp.exp(-jnp.asarray(np.outer(_WATER_MM, mu_w), dtype)) @ weights
+    poly = -jnp.log(table)
+    mu_ref = jnp.asarray(mu_w, dtype) @ weights
+    return mu_ref * jnp.interp(projections, poly, thickness)

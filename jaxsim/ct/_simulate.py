@@ -1,90 +1,65 @@
-"""CT acquisition of a tissue-fraction volume: projections, noise, FDK, HU, labels."""
+"""CT acquisition of a subject or a tissue-fraction volume: projections, noise, FDK.
+
+Traceable end to end: subjects, planned geometries (traced affines), materials and
+acquisition magnitudes may be tracers (``jit``, ``vmap``, ``grad``); sizes (grid,
+views, detector, chunks) are static. Validation and memory planning run eagerly at
+the public boundary. Inside, the phantom is rasterised in slabs of slices straight
+into basis-material maps, and views are projected, attenuated, made noisy and
+log-transformed in chunks, so memory stays within the plan of :mod:`._memory`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.kernels import (
-    ConeBeamGeometry,
-    VolumeGeometry,
-    cone_beam_project,
-    fdk,
-)
-from jaxsim.kernels.checks import is_concrete
+from jaxsim.geometry import ImageGeometry
+from jaxsim.kernels import ConeBeamGeometry, VolumeGeometry, cone_beam_project, fdk
+from jaxsim.kernels.checks import check_range
+from jaxsim.random import stream
 
-from ._materials import attenuation, monochromatic, spectrum
+from ._acquisition import CTAcquisition, check_acquisition, scanner_geometry
+from ._memory import CTMemoryPlan, plan_ct_memory
 from ._noise import detected_counts, log_transform
-from ._physics import (
-    basis_attenuation,
-    basis_matrix,
-    transmission,
-    water_correction,
-    water_reference,
-)
+from ._physics import reduced_basis, transmission, water_correction, water_reference
+from ._tissue_materials import CTMaterials, as_ct_materials, check_materials
 
-# Rank kept from the material attenuation curves (relative singular-value cut-off).
-_BASIS_TOLERANCE = 1e-6
+__all__ = [
+    "CTResult",
+    "DEFAULT_SHAPE",
+    "DEFAULT_SPACING",
+    "simulate_ct",
+    "simulate_ct_from_fractions",
+    "plan_ct",
+    "to_hu",
+]
 
-
-def scanner_geometry(
-    vol_geom: VolumeGeometry,
-    *,
-    n_angles: int = 360,
-    dso: float = 595.0,
-    dsd: float = 1085.6,
-    pixel: float | None = None,
-    start_angle: float = 0.0,
-) -> ConeBeamGeometry:
-    """A full-rotation scan whose flat detector just covers the grid.
-
-    Args:
-        vol_geom: the grid to image (its centre on the rotation axis is best).
-        n_angles: views over 2 pi.
-        dso, dsd: source-axis and source-detector distances, mm (defaults from a
-            clinical scanner's geometry).
-        pixel: detector pitch, mm; default the in-plane voxel size magnified to the
-            detector.
-        start_angle: angle of the first view, rad.
-
-    Returns:
-        The :class:`~jaxsim.kernels.ConeBeamGeometry`.
-    """
-    nz, _, _ = vol_geom.shape
-    sz, sy, sx = (float(s) for s in vol_geom.spacing)
-    radius = vol_geom.radius
-    if not radius < dso:
-        raise ValueError(f"the grid (radius {radius:g} mm) must fit inside dso={dso}")
-    mag = dsd / dso
-    pixel = min(sx, sy) * mag if pixel is None else float(pixel)
-    u_max = dsd * radius / math.sqrt(dso**2 - radius**2)
-    v_max = dsd * (nz * sz / 2 + abs(float(vol_geom.offset[2]))) / (dso - radius)
-    n_u = 2 * math.ceil(u_max / pixel) + 2
-    n_v = 2 * math.ceil(v_max / pixel) + 2
-    angles = start_angle + np.arange(n_angles) * (2 * np.pi / n_angles)
-    return ConeBeamGeometry(dso, dsd, n_u, n_v, pixel, pixel, angles)
+#: Default reconstruction grid of :func:`simulate_ct`: an axial chest volume
+#: ``(nz, ny, nx)`` of 2.5 mm voxels centred on the heart.
+DEFAULT_SHAPE = (48, 160, 160)
+DEFAULT_SPACING = (2.5, 2.5, 2.5)
 
 
-def to_hu(mu: jax.Array, mu_water: float, mu_air: float = 0.0) -> jax.Array:
+def to_hu(mu: jax.Array, mu_water, mu_air=0.0) -> jax.Array:
     """Hounsfield units ``1000 (mu - mu_water) / (mu_water - mu_air)``."""
     return 1000.0 * (mu - mu_water) / (mu_water - mu_air)
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class CTResult:
-    """A simulated CT acquisition.
+    """A simulated CT acquisition (a pytree: it can leave ``jit`` and ``vmap``).
 
     Attributes:
-        projections: ``(n_angles, n_v, n_u)`` measured line integrals (noisy, before
+        projections: ``(n_views, n_v, n_u)`` measured line integrals (noisy, before
             beam-hardening correction), float.
         image: ``(nz, ny, nx)`` FDK reconstruction in HU, float.
         labels: ``(nz, ny, nx)`` uint8 tissue labels on the reconstruction grid.
-        geom: the scan geometry.
+        geom: the scan geometry (pixel counts static, distances and angles leaves).
         mu_water: effective water attenuation used for HU, 1/mm.
     """
 
@@ -92,36 +67,199 @@ class CTResult:
     image: jax.Array
     labels: jax.Array
     geom: ConeBeamGeometry
-    mu_water: float
+    mu_water: jax.Array
 
 
-def _reduced_basis(names, energies, weights):
-    """Exact-to-rounding low-rank factor ``mu = coeffs @ curves`` of the basis."""
-    mu = basis_attenuation(names, np.asarray(energies, np.float64))
-    active = np.asarray(weights) > 0
-    u, s, vt = np.linalg.svd(mu[:, active], full_matrices=False)
-    rank = int(np.sum(s > _BASIS_TOLERANCE * s[0]))
-    coeffs = u[:, :rank] * s[:rank]
-    curves = np.zeros((rank, mu.shape[1]))
-    curves[:, active] = vt[:rank]
-    return coeffs, curves
+def _basis_weights(materials: CTMaterials, energies, dtype):
+    """``(rank, n_tissues)`` tissue -> projected-map weights, and the curves
+    ``(rank, n_energies)`` (1/mm per unit map) they multiply."""
+    coeffs, curves = reduced_basis(materials.basis, energies)
+    weights = jnp.asarray(coeffs.T, dtype) @ materials.mixing().astype(dtype)
+    return weights, jnp.asarray(curves, dtype)
 
 
-def _beam(beam, dtype):
-    """``(energies, weights)`` of a beam, without the energy bins of zero weight
-    (above the tube voltage: they add exactly nothing to any spectrum sum)."""
-    if isinstance(beam, str):
-        energies, weights = spectrum(beam, dtype=dtype)
-    elif isinstance(beam, int | float):
-        energies, weights = monochromatic(float(beam), dtype=dtype)
-    else:
-        energies, weights = beam
-        energies, weights = jnp.asarray(energies, dtype), jnp.asarray(weights, dtype)
-    if is_concrete(weights):
-        keep = np.flatnonzero(np.asarray(weights) != 0)
-        if 0 < keep.size < weights.shape[-1]:
-            energies, weights = energies[keep], weights[keep]
-    return energies, weights
+def _measure(key, maps, vol_geom, geom, acq, curves, chunk):
+    """Measured line integrals of basis maps, and their beam-hardening correction.
+
+    Args:
+        maps: ``(nz, rank, ny, nx)`` projected maps (slice-major, as rasterised).
+        chunk: views per chunk (static); noise is drawn per view from
+            ``fold_in(stream(key, "ct.noise"), view)``, so the chunking does not
+            change the draw.
+
+    Returns:
+        ``(measured, corrected)``, each ``(n_views, n_v, n_u)``: the correction
+        runs per chunk, so its table look-ups never span all views.
+    """
+    dtype = maps.dtype
+    rank = maps.shape[1]
+    weights = acq.weights(dtype)
+    noise_key = stream(key, "ct.noise")
+    n = geom.n_angles
+    n_chunks = -(-n // chunk)
+    angles = jnp.pad(jnp.asarray(geom.angles, dtype), (0, n_chunks * chunk - n))
+    views = jnp.arange(n_chunks * chunk)
+
+    def one_chunk(item):
+        chunk_angles, chunk_views = item
+        g = dataclasses.replace(geom, angles=chunk_angles)
+
+        def project(r):
+            volume = jax.lax.dynamic_index_in_dim(maps, r, axis=1, keepdims=False)
+            return cone_beam_project(volume, vol_geom, g)
+
+        lines = jax.lax.map(project, jnp.arange(rank))  # (rank, c, n_v, n_u)
+        trans = transmission(lines, curves, weights)
+
+        def detect(view, t):
+            return detected_counts(
+                t,
+                key=jax.random.fold_in(noise_key, view),
+                i0=acq.i0,
+                noise=acq.noise,
+                electronic_sigma=acq.electronic_sigma,
+            )
+
+        counts = jax.vmap(detect)(chunk_views, trans)
+        measured = log_transform(counts, i0=acq.i0)
+        if not acq.beam_hardening_correction:
+            return measured, measured
+        return measured, water_correction(measured, weights, acq.energies())
+
+    if n_chunks == 1:
+        return one_chunk((angles, views))
+    items = (angles.reshape(n_chunks, chunk), views.reshape(n_chunks, chunk))
+    # checkpoint: under reverse mode each chunk is recomputed, not stored
+    out = jax.lax.map(jax.checkpoint(one_chunk), items)
+    shape = (n_chunks * chunk, geom.n_v, geom.n_u)
+    return tuple(x.reshape(shape)[:n] for x in out)
+
+
+def _reconstruct(corrected, vol_geom, geom, acq):
+    """FDK image in HU and the water attenuation, from corrected line integrals."""
+    weights = acq.weights(corrected.dtype)
+    mu_water, mu_air = water_reference(weights, acq.energies())
+    mu = fdk(corrected, vol_geom, geom, filter=acq.filter, short_scan=False)
+    return to_hu(mu, mu_water, mu_air), mu_water
+
+
+@functools.partial(jax.jit, static_argnames=("chunk",))
+def _scan_fractions(key, fractions, vol_geom, geom, materials, acq, chunk):
+    weights, curves = _basis_weights(materials, acq.energies(), fractions.dtype)
+    maps = jnp.einsum("rt,tzyx->zryx", weights, fractions)
+    measured, corrected = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
+    image, mu_water = _reconstruct(corrected, vol_geom, geom, acq)
+    labels = jnp.argmax(fractions, axis=0).astype(jnp.uint8)
+    return CTResult(measured, image, labels, geom, mu_water)
+
+
+def _slab_geometry(geometry: ImageGeometry, k0, size: int) -> ImageGeometry:
+    """Slices ``k0 .. k0 + size - 1`` of a grid (``k0`` may be traced)."""
+    affine = geometry.affine
+    origin = affine[:3, 3] + k0 * affine[:3, 2]
+    return ImageGeometry(
+        affine=affine.at[:3, 3].set(origin),
+        shape=(size, *geometry.shape[1:]),
+        nominal_spacing=geometry.nominal_spacing,
+    )
+
+
+def _rasterise(subject, geometry, cardiac_phase, weights, supersample, slab):
+    """Basis maps ``(nz, rank, ny, nx)`` and uint8 labels ``(nz, ny, nx)``,
+    rasterised ``slab`` slices at a time (the fractions never exist whole)."""
+    from jaxsim.phantoms import tissue_fractions
+
+    def one(k0):
+        g = (
+            geometry
+            if slab == geometry.shape[0]
+            else _slab_geometry(geometry, k0, slab)
+        )
+        f = tissue_fractions(
+            subject, g, cardiac_phase=cardiac_phase, supersample=supersample
+        )
+        maps = jnp.einsum("rt,tzyx->zryx", weights.astype(f.dtype), f)
+        return maps, jnp.argmax(f, axis=0).astype(jnp.uint8)
+
+    nz, ny, nx = geometry.shape
+    if slab == nz:
+        return one(0)
+    maps, labels = jax.lax.map(one, jnp.arange(0, nz, slab))
+    return maps.reshape(nz, -1, ny, nx), labels.reshape(nz, ny, nx)
+
+
+@functools.partial(jax.jit, static_argnames=("supersample", "chunk", "slab"))
+def _scan_subject(
+    key, subject, geometry, cardiac_phase, vol_geom, geom, materials, acq,
+    supersample, chunk, slab,
+):  # fmt: skip
+    dtype = geometry.affine.dtype
+    weights, curves = _basis_weights(materials, acq.energies(), dtype)
+    maps, labels = _rasterise(
+        subject, geometry, cardiac_phase, weights, supersample, slab
+    )
+    measured, corrected = _measure(key, maps, vol_geom, geom, acq, curves, chunk)
+    image, mu_water = _reconstruct(corrected, vol_geom, geom, acq)
+    return CTResult(measured, image, labels, geom, mu_water)
+
+
+def plan_ct(
+    vol_geom: VolumeGeometry,
+    acquisition: CTAcquisition | None = None,
+    *,
+    materials: CTMaterials | None = None,
+    dtype=None,
+    rasterise: bool = True,
+    max_memory: int | None = None,
+    check: bool = True,
+) -> tuple[ConeBeamGeometry, CTMemoryPlan]:
+    """The scan geometry and memory plan of a simulation, before running it.
+
+    Args:
+        vol_geom: the reconstruction grid in the scanner.
+        acquisition: the scan (default :class:`CTAcquisition`).
+        materials: the tissue materials (their basis sets the projected rank).
+        dtype: float dtype of the simulation (default JAX's default float).
+        rasterise: whether the phantom is rasterised (:func:`simulate_ct`) or
+            fractions are given (:func:`simulate_ct_from_fractions`).
+        max_memory: bytes the process may use at its peak (default: what it holds
+            plus 85 % of the memory available now).
+        check: raise when the job cannot fit; ``False`` returns the plan of the
+            smallest chunks anyway (``plan.fits`` is then false).
+
+    Returns:
+        ``(geom, plan)``: the :class:`~jaxsim.kernels.ConeBeamGeometry` and the
+        :class:`~jaxsim.ct.CTMemoryPlan` (``peak_bytes`` is the estimate).
+
+    Raises:
+        ValueError: the job cannot fit in the memory (the message names the
+            estimate; only with ``check``), or the scan is invalid.
+    """
+    acq = CTAcquisition() if acquisition is None else acquisition
+    materials = as_ct_materials(materials)
+    geom = scanner_geometry(vol_geom, acq)
+    itemsize = np.dtype(dtype or jnp.zeros(()).dtype).itemsize
+    rank = reduced_basis(materials.basis, acq.energies())[1].shape[0]
+    plan = plan_ct_memory(
+        vol_geom.shape,
+        n_views=acq.n_views,
+        detector=(geom.n_v, geom.n_u),
+        n_basis=rank,
+        n_tissues=len(materials.tissues),
+        itemsize=itemsize,
+        rasterise=rasterise,
+        max_memory=max_memory,
+        check=check,
+    )
+    return geom, plan
+
+
+def _prepare(materials, acquisition, tissues):
+    acq = CTAcquisition() if acquisition is None else acquisition
+    check_acquisition(acq)
+    materials = as_ct_materials(materials, tissues)
+    check_materials(materials)
+    return materials, acq
 
 
 def simulate_ct_from_fractions(
@@ -130,148 +268,164 @@ def simulate_ct_from_fractions(
     vol_geom: VolumeGeometry,
     *,
     tissues: tuple[str, ...] | None = None,
-    geom: ConeBeamGeometry | None = None,
-    beam: str | float | tuple = "120kVp",
-    i0: float = 1e5,
-    noise: str = "poisson",
-    electronic_sigma: float = 0.0,
-    tissue_materials: Mapping[str, tuple[Mapping[str, float], float]] | None = None,
-    filter: str = "shepp-logan",
-    beam_hardening_correction: bool = True,
+    materials: CTMaterials | None = None,
+    acquisition: CTAcquisition | None = None,
+    max_memory: int | None = None,
 ) -> CTResult:
     """Simulate a cone-beam CT scan of a partial-volume tissue map.
 
-    Tissues become basis materials (ICRU-44 compositions plus dissolved iodine,
-    :data:`~jaxsim.ct.DEFAULT_TISSUE_MATERIALS`); the basis is projected once per
-    independent attenuation curve; Beer-Lambert over the beam's energy bins gives the
-    transmission; the detector adds Poisson (or Gaussian) and electronic noise; the
-    log transform, a water beam-hardening correction and FDK give the image in HU.
+    Tissues become basis-material maps (:class:`~jaxsim.ct.CTMaterials`); each
+    independent attenuation curve of the basis is projected once; Beer-Lambert
+    over the beam's energy bins gives the transmission; the detector adds photon
+    (Poisson or Gaussian) and electronic noise; the log transform, a water
+    beam-hardening correction and FDK give the image in HU.
 
     Args:
         key: PRNG key for the noise.
-        fractions: ``(n_tissues, nz, ny, nx)`` float fractions summing to 1 per voxel,
-            channels ordered as ``tissues``.
-        vol_geom: placement of the grid in the scanner (also the reconstruction grid).
-        tissues: channel names; default :data:`jaxsim.phantoms.TISSUES`.
-        geom: the scan; default :func:`scanner_geometry` with 360 views.
-        beam: a shipped spectrum name (``"80kVp"`` ... ``"140kVp"``), a
-            monochromatic energy in keV, or ``(energies_keV, weights)``.
-        i0: unattenuated photons per detector pixel per view.
-        noise: ``"poisson"``, ``"gaussian"`` or ``"none"``.
-        electronic_sigma: electronic noise standard deviation, counts.
-        tissue_materials: tissue -> (material volume fractions, iodine mg/mL).
-        filter: FDK ramp window.
-        beam_hardening_correction: apply the water pre-correction before FDK.
+        fractions: ``(n_tissues, nz, ny, nx)`` float fractions summing to 1 per
+            voxel, channels ordered as ``tissues``.
+        vol_geom: placement of the grid in the scanner (also the reconstruction
+            grid).
+        tissues: channel names; default ``materials.tissues``, else
+            :data:`jaxsim.labels.TISSUES`.
+        materials: :class:`~jaxsim.ct.CTMaterials` (or a table ``tissue ->
+            (fractions, iodine mg/mL)``); default the built-in table.
+        acquisition: the scan, beam, detector and reconstruction
+            (default :class:`~jaxsim.ct.CTAcquisition`).
+        max_memory: bytes the process may use at its peak (see :func:`plan_ct`).
 
     Returns:
-        A :class:`CTResult`.
+        A :class:`CTResult`; float results have the dtype of ``fractions``.
+
+    Raises:
+        ValueError: wrong fractions shape, invalid materials or acquisition, or a
+            job that cannot fit in memory.
     """
-    if tissues is None:
-        from jaxsim.phantoms import TISSUES as tissues
     fractions = jnp.asarray(fractions)
-    if fractions.shape != (len(tissues), *vol_geom.shape):
-        raise ValueError(
-            f"fractions must have shape {(len(tissues), *vol_geom.shape)}; "
-            f"got {fractions.shape}"
-        )
-    dtype = fractions.dtype
-    geom = scanner_geometry(vol_geom) if geom is None else geom
-    energies, weights = _beam(beam, dtype)
-    names, mixing = basis_matrix(tuple(tissues), tissue_materials)
-    coeffs, curves = _reduced_basis(names, energies, weights)
-    maps = jnp.tensordot(jnp.asarray((mixing.T @ coeffs).T, dtype), fractions, axes=1)
-    basis_line = jax.lax.map(lambda m: cone_beam_project(m, vol_geom, geom), maps)
-    trans = transmission(basis_line, jnp.asarray(curves, dtype), weights)
-    counts = detected_counts(
-        trans, key=key, i0=i0, noise=noise, electronic_sigma=electronic_sigma
+    if tissues is None and isinstance(materials, CTMaterials):
+        tissues = materials.tissues
+    materials, acq = _prepare(materials, acquisition, tissues)
+    expected = (len(materials.tissues), *vol_geom.shape)
+    if fractions.shape != expected:
+        raise ValueError(f"fractions must have shape {expected}; got {fractions.shape}")
+    geom, plan = plan_ct(
+        vol_geom,
+        acq,
+        materials=materials,
+        dtype=fractions.dtype,
+        rasterise=False,
+        max_memory=max_memory,
     )
-    measured = log_transform(counts, i0=i0)
-    corrected = measured
-    if beam_hardening_correction:
-        corrected = water_correction(measured, weights, energies)
-    mu_water, mu_air = water_reference(weights, energies)
-    image = to_hu(fdk(corrected, vol_geom, geom, filter=filter), mu_water, mu_air)
-    labels = jnp.argmax(fractions, axis=0).astype(jnp.uint8)
-    return CTResult(measured, image, labels, geom, mu_water)
+    result = _scan_fractions(
+        key, fractions, vol_geom, geom, materials, acq, plan.views_per_chunk
+    )
+    # the planned scan itself (float64 angles when concrete), not its jit copy
+    return dataclasses.replace(result, geom=geom)
 
 
-def nominal_hu(
-    beam: str | float | tuple = "120kVp",
-    *,
-    tissues: tuple[str, ...] | None = None,
-    tissue_materials: Mapping[str, tuple[Mapping[str, float], float]] | None = None,
-    water_mm: float = 0.0,
-) -> dict[str, float]:
-    """Noise- and artefact-free HU of each tissue for a beam (spectrum-mean mu).
-
-    Args:
-        beam: as in :func:`simulate_ct_from_fractions`.
-        water_mm: harden the spectrum by this much water first (a body's own
-            filtration: iodine and bone contrast drop as the beam hardens).
-        tissues: tissue names; default :data:`jaxsim.phantoms.TISSUES`.
-        tissue_materials: tissue -> (material volume fractions, iodine mg/mL).
-
-    Returns:
-        ``{tissue: HU}`` using the spectrum-weighted mean attenuation.
-    """
-    if tissues is None:
-        from jaxsim.phantoms import TISSUES as tissues
-    energies, weights = _beam(beam, jnp.float32)
-    e = np.asarray(energies, np.float64)
-    w = np.asarray(weights, np.float64) * np.exp(-attenuation("water", e) * water_mm)
-    w = w / w.sum()
-    names, mixing = basis_matrix(tuple(tissues), tissue_materials)
-    mu = basis_attenuation(names, e) @ w  # (n_basis,)
-    mu_water, mu_air = water_reference(w, e)
-    values = 1000.0 * (mu @ mixing - mu_water) / (mu_water - mu_air)
-    return {t: float(v) for t, v in zip(tissues, values, strict=True)}
+def _scanner_grid(geometry: ImageGeometry, acq: CTAcquisition) -> VolumeGeometry:
+    spacing = geometry.static_spacing()
+    if spacing is None:
+        if acq.detector is None:
+            raise ValueError(
+                "geometry has a traced affine and no static spacing, so the detector "
+                "cannot be sized: plan the grid with concrete spacing "
+                "(axial_geometry, short_axis_geometry or ImageGeometry.from_axes "
+                "record it as nominal_spacing), or give "
+                "acquisition=CTAcquisition(detector=(n_v, n_u), ...)"
+            )
+        spacing = tuple(geometry.spacing[i] for i in range(3))
+    return VolumeGeometry(geometry.shape, spacing)
 
 
 def simulate_ct(
     key: jax.Array,
     subject,
     *,
-    geometry=None,
-    cardiac_phase: float = 0.0,
-    n_angles: int = 360,
+    geometry: ImageGeometry | None = None,
+    cardiac_phase=0.0,
+    materials: CTMaterials | None = None,
+    acquisition: CTAcquisition | None = None,
     supersample=2,
-    **options,
+    max_memory: int | None = None,
 ) -> CTResult:
     """Cone-beam CT of a virtual subject: projections, FDK image in HU, labels.
 
-    The phantom is rasterised on ``geometry`` (an ``ImageGeometry``) and scanned in
-    that grid's own frame: the rotation axis is the grid's ``k`` axis through its
-    centre, so an axial grid gives an axial scan.
+    The phantom is rasterised on ``geometry`` and scanned in that grid's own frame:
+    the rotation axis is the grid's ``k`` axis through its centre, so an axial grid
+    gives an axial scan. Everything physical may be traced: ``jax.jit(jax.vmap(
+    jax.grad(loss)))`` over subjects, each with a geometry planned inside the traced
+    function, works; the grid spacing must then be static
+    (``ImageGeometry.static_spacing()``, recorded by the planners) or the detector
+    given (``acquisition.detector``).
 
     Args:
-        key: PRNG key for the noise.
+        key: PRNG key for the noise (stream ``"ct.noise"``, one key per view).
         subject: one :class:`jaxsim.phantoms.Subject`.
-        geometry: the reconstruction grid; default an axial chest grid of
-            ``(48, 160, 160)`` voxels of 2.5 mm centred on the heart.
+        geometry: the reconstruction grid; default :data:`DEFAULT_SHAPE` voxels of
+            :data:`DEFAULT_SPACING` mm on an axial grid centred on the heart.
         cardiac_phase: in [0, 1); 0 is end-diastole.
-        n_angles: views over 2 pi (used when ``options`` has no ``geom``).
-        supersample: phantom sub-samples per voxel.
-        **options: passed to :func:`simulate_ct_from_fractions` (``beam``, ``i0``,
-            ``noise``, ``electronic_sigma``, ``tissue_materials``, ``filter``,
-            ``geom`` ...).
+        materials: :class:`~jaxsim.ct.CTMaterials` (default the built-in table).
+        acquisition: :class:`~jaxsim.ct.CTAcquisition` (default 120 kVp, 360 views,
+            1e5 photons, Poisson noise, Shepp-Logan FDK).
+        supersample: phantom sub-samples per voxel (see
+            :func:`jaxsim.phantoms.tissue_fractions`).
+        max_memory: bytes the process may use at its peak (see :func:`plan_ct`).
 
     Returns:
         A :class:`CTResult` whose ``labels`` are the phantom's tissue labels on the
-        reconstruction grid.
-    """
-    from jaxsim.phantoms import TISSUES, axial_geometry, tissue_fractions
+        reconstruction grid; float results have the geometry's dtype.
 
+    Raises:
+        ValueError: invalid subject, materials or acquisition; a grid without
+            static spacing and no ``acquisition.detector``; a job that cannot fit
+            in memory (the message names the estimate).
+
+    Example:
+        >>> s = default_subject("male")
+        >>> g = axial_geometry(s, spacing=(8.0, 8.0, 8.0), shape=(4, 48, 48))
+        >>> res = simulate_ct(jax.random.key(0), s, geometry=g,
+        ...                   acquisition=CTAcquisition(n_views=60))
+        >>> res.image.shape
+        (4, 48, 48)
+    """
+    from jaxsim.phantoms import TISSUES, axial_geometry, check_subject
+
+    materials, acq = _prepare(materials, acquisition, TISSUES)
+    check_subject(subject)
+    check_range(
+        "cardiac_phase",
+        cardiac_phase,
+        low=0.0,
+        high=1.0,
+        low_inclusive=True,
+        high_inclusive=False,
+    )
     if geometry is None:
-        geometry = axial_geometry(
-            subject, spacing=(2.5, 2.5, 2.5), shape=(48, 160, 160)
+        geometry = axial_geometry(subject, spacing=DEFAULT_SPACING, shape=DEFAULT_SHAPE)
+    if not isinstance(geometry, ImageGeometry):
+        raise TypeError(
+            f"geometry must be an ImageGeometry; got {type(geometry).__name__}"
         )
-    fractions = tissue_fractions(
-        subject, geometry, cardiac_phase=cardiac_phase, supersample=supersample
+    vol_geom = _scanner_grid(geometry, acq)
+    geom, plan = plan_ct(
+        vol_geom,
+        acq,
+        materials=materials,
+        dtype=geometry.affine.dtype,
+        max_memory=max_memory,
     )
-    spacing = tuple(float(s) for s in np.asarray(geometry.spacing))
-    vol_geom = VolumeGeometry(geometry.shape, spacing)
-    if "geom" not in options:
-        options["geom"] = scanner_geometry(vol_geom, n_angles=n_angles)
-    return simulate_ct_from_fractions(
-        key, fractions, vol_geom, tissues=TISSUES, **options
+    result = _scan_subject(
+        key,
+        subject,
+        geometry,
+        cardiac_phase,
+        vol_geom,
+        geom,
+        materials,
+        acq,
+        supersample,
+        plan.views_per_chunk,
+        plan.slices_per_slab,
     )
+    return dataclasses.replace(result, geom=geom)

@@ -364,10 +364,16 @@ def test_non_finite_inputs_raise():
     assert np.all(np.isfinite(np.asarray(out)))
 
 
-def test_vmap_over_volumes_matches_loop():
+def test_vmap_over_volumes_matches_loop(x64):
     vol_geom, geom, *_ = CASES["centred"]
     x, _ = _random_pair(vol_geom, geom, FLOAT)
     batch = jnp.stack([x, 2.0 * x])
     out = jax.vmap(lambda v: cone_beam_project(v, vol_geom, geom))(batch)
     single = cone_beam_project(x, vol_geom, geom)
-    np.testing.assert_allclose(out[1], 2.0 * single, rtol=1e-5, atol=1e-4)
+    # float32: the batched program may fold the geometry constants differently;
+    # the difference stays within the projector's float32 accuracy (see
+    # test_projection_equals_float64_joseph_reference)
+    scale = float(jnp.abs(single).max())
+    atol = 1e-12 * scale if x64 else 2e-5 * scale
+    np.testing.assert_allclose(out[0], single, rtol=0, atol=atol)
+    np.testing.assert_allclose(out[1], 2.0 * single, rtol=0, atol=2 * atol)
