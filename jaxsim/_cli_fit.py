@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from jaxsim._cli_common import parse_spacing
 from jaxsim._cli_sequence import add_bssfp_arguments, bssfp_from_args
 
 OUTPUTS = ("report.json", "histograms.png")
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ),
         epilog=(
             "example: jaxsim fit patient001_frame01.h5 --labels RV=1,MYO=2,LV=3 "
-            "--spacing 10,1.56,1.56 --out fit001"
+            "--spacing 10 1.56 1.56 --out fit001"
         ),
     )
     p.add_argument(
@@ -61,10 +61,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spacing",
+        nargs="+",
         default=None,
-        metavar="SZ,SY,SX",
-        help="voxel spacing in mm when the file stores none (HDF5); default "
-        "10,1.5,1.5 for HDF5, the NIfTI header otherwise",
+        metavar="MM",
+        help="voxel spacing SZ SY SX (or SZ,SY,SX) in mm when the file stores none "
+        "(HDF5); default 10 1.5 1.5 for HDF5, the NIfTI header otherwise",
     )
     add_bssfp_arguments(p, field_help="field in tesla for the tissue priors")
     p.add_argument(
@@ -83,16 +84,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=run)
     return p
-
-
-def _parse_spacing(text: str):
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--spacing must be SZ,SY,SX in mm; got {text!r}") from None
-    if len(vals) != 3 or not all(math.isfinite(v) and v > 0 for v in vals):
-        raise ValueError(f"--spacing must be three values > 0 mm; got {text!r}")
-    return tuple(vals)
 
 
 def _read(args):
@@ -129,7 +120,7 @@ def _read(args):
     if image.ndim != 3:
         raise ValueError(f"IMAGE must be a 3D volume; got shape {image.shape}")
     if args.spacing is not None:
-        spacing = _parse_spacing(args.spacing)
+        spacing = parse_spacing(args.spacing)
     return image, labels, spacing
 
 

@@ -51,7 +51,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spacing",
-        type=float,
         nargs="+",
         metavar="MM",
         help="voxel size in mm for HDF5 inputs: one value (in-plane), two (y x) or "
@@ -137,8 +136,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _hdf5_spacing(spacing):
+    from jaxsim._cli_common import spacing_values
+
     if spacing is None:
         raise ValueError("HDF5 inputs store no voxel size; pass --spacing (mm)")
+    spacing = spacing_values(spacing)
     if len(spacing) == 1:
         return (10.0, spacing[0], spacing[0])
     if len(spacing) == 2:

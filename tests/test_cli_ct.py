@@ -99,7 +99,7 @@ def test_no_overwrite_without_force_then_force(ct_run, capsys):
         (["--phase", "1.2"], "--phase must lie in"),
         (["--spacing", "1", "2"], "--spacing takes 1 or 3"),
         (["--spacing", "1,2"], "--spacing takes 1 or 3"),
-        (["--spacing", "1,x,2"], "--spacing takes 1 or 3 numbers"),
+        (["--spacing", "1,x,2"], "--spacing takes numbers in mm"),
         (["--spacing", "nan"], "--spacing must be finite"),
         (["--spacing", "1e6"], "must fit inside"),
         (["--i0", "0"], "--i0 must be > 0"),
