@@ -49,8 +49,6 @@ RESTRICTED = {
 def _module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = list(rel.parts)
-    if parts[0] == "kernels":
-        parts[0:1] = ["jaxsim", "kernels"]
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
@@ -70,9 +68,7 @@ def _package(module: str) -> str:
 
 
 def _sources():
-    files = sorted((ROOT / "jaxsim").rglob("*.py")) + sorted(
-        (ROOT / "kernels").rglob("*.py")
-    )
+    files = sorted((ROOT / "jaxsim").rglob("*.py"))
     return [f for f in files if "__pycache__" not in f.parts]
 
 

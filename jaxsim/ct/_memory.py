@@ -41,7 +41,7 @@ SAFETY = 0.85
 # (transmission, noise keys and draws, log, the correction's table look-up;
 # calibrated on XLA's buffer assignment, see tests/ct/test_memory.py).
 _CHUNK_TEMPS = 18
-# Views the FDK filters at once (kernels/_fdk.py).
+# Views the FDK filters at once (jaxsim/kernels/_fdk.py).
 _FDK_BLOCK = 16
 # Rasteriser block working set (BLOCK_SUBSAMPLES x tissues x a few arrays).
 _RASTER_BLOCK = 48 * MiB
