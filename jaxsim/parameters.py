@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "FieldBounds",
@@ -224,6 +225,8 @@ def from_unconstrained(vector, template):
         values[f.name] = _forward(u, low, high)
     for name in spec.data:  # data leaves follow the vector's batch axes
         value = getattr(template, name)
+        if not isinstance(value, (jax.Array, np.ndarray, float, int)):
+            continue  # static metadata (names), not an array leaf
         shape = jnp.shape(value)
         if batch and shape[: len(batch)] != batch:
             values[name] = jnp.broadcast_to(value, (*batch, *shape))
