@@ -36,6 +36,7 @@ def test_help_lists_every_output(capsys):
         assert name in text
 
 
+@pytest.mark.integration  # a whole jaxsim ct run
 def test_outputs_share_the_phantom_grid_and_affine(ct_run):
     geometry = axial_geometry(
         default_subject("male"), spacing=(6.0, 6.0, 6.0), shape=(8, 40, 40)
@@ -52,6 +53,7 @@ def test_outputs_share_the_phantom_grid_and_affine(ct_run):
     assert (ct_run / "ct.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration  # a whole jaxsim ct run
 def test_projections_file_holds_the_scan(ct_run):
     with h5py.File(ct_run / "projections.h5") as f:
         proj = f["projections"][()]
@@ -69,6 +71,7 @@ def test_projections_file_holds_the_scan(ct_run):
     assert attrs["beam"] == "120kVp" and attrs["i0"] == 1e5
 
 
+@pytest.mark.integration  # a whole jaxsim ct run
 def test_hu_follow_the_materials(ct_run):
     summary = json.loads((ct_run / "summary.json").read_text())
     hu = {k: v["mean"] for k, v in summary["hu_by_tissue"].items()}
@@ -83,6 +86,7 @@ def test_hu_follow_the_materials(ct_run):
     assert memory["views_per_chunk"] == 30  # a small scan runs in one chunk
 
 
+@pytest.mark.integration  # a whole jaxsim ct run
 def test_no_overwrite_without_force_then_force(ct_run, capsys):
     before = (ct_run / "summary.json").stat().st_mtime_ns
     assert main(["ct", "--out", str(ct_run), *SMALL]) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -138,21 +139,7 @@ class TrainResult:
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """nnU-Net's SGD (Nesterov 0.99, ``lr (1 - t/T)^0.9``, weight decay 3e-5) or
     AdamW with cosine decay and a short warm-up."""
-    if config.optimizer == "sgd":
-        lr = 1e-2 if config.learning_rate is None else config.learning_rate
-        schedule = optax.polynomial_schedule(
-            lr, 0.0, power=0.9, transition_steps=config.steps
-        )
-        return optax.chain(
-            optax.add_decayed_weights(3e-5),
-            optax.sgd(schedule, momentum=0.99, nesterov=True),
-        )
-    lr = 1e-3 if config.learning_rate is None else config.learning_rate
-    warmup = max(1, min(100, config.steps // 20))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup, config.steps, end_value=lr * 0.01
-    )
-    return optax.adamw(schedule, weight_decay=1e-4)
+    return _optimizer(config.optimizer, config.learning_rate, config.steps)
 
 
 def dice_per_class(predicted, labels, n_classes: int) -> np.ndarray:
@@ -193,6 +180,55 @@ def _from_store(flat: dict, like):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+@functools.cache
+def _optimizer(optimizer: str, learning_rate, steps: int):
+    """The optax transformation of a configuration (cached: same settings, same
+    object, so compiled steps are shared)."""
+    if optimizer == "sgd":
+        lr = 1e-2 if learning_rate is None else learning_rate
+        schedule = optax.polynomial_schedule(lr, 0.0, power=0.9, transition_steps=steps)
+        return optax.chain(
+            optax.add_decayed_weights(3e-5),
+            optax.sgd(schedule, momentum=0.99, nesterov=True),
+        )
+    lr = 1e-3 if learning_rate is None else learning_rate
+    warmup = max(1, min(100, steps // 20))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup, steps, end_value=lr * 0.01
+    )
+    return optax.adamw(schedule, weight_decay=1e-4)
+
+
+@functools.cache
+def _compiled_step(graphdef, optimizer: tuple, objective, augmentation):
+    """The jitted training step of a network layout, optimiser, objective and
+    augmentation (cached: runs of the same network compile once per process)."""
+    tx = _optimizer(*optimizer)
+
+    def train_step(state, key, images, labels):
+        if augmentation is not None:
+            images, labels = augment(key, images, labels, augmentation)
+
+        def loss_fn(params, rest):
+            # both as arguments: state that the forward pass updates (batch
+            # statistics, dropout RNG counts) must belong to the inner trace
+            model = nnx.merge(graphdef, params, rest)
+            model.train()
+            loss = objective(model, images, labels)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
+            return loss, rest
+
+        (loss, rest), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["rest"]
+        )
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new = {"params": params, "rest": rest, "opt": opt, "step": state["step"] + 1}
+        return new, loss
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
 class Trainer:
     """One run: network state, optimiser, data, devices and the compiled step.
 
@@ -223,32 +259,16 @@ class Trainer:
         self.objective = objective
         self.augmentation = Augmentation() if config.augment else None
         self.root = jax.random.key(config.seed)
-        self._compiled = jax.jit(self._train_step, donate_argnums=(0,))
+        self._compiled = _compiled_step(
+            self.graphdef,
+            (config.optimizer, config.learning_rate, config.steps),
+            objective,
+            self.augmentation,
+        )
 
     @property
     def step_count(self) -> int:
         return int(self.state["step"])
-
-    def _train_step(self, state, key, images, labels):
-        if self.augmentation is not None:
-            images, labels = augment(key, images, labels, self.augmentation)
-
-        def loss_fn(params, rest):
-            # both as arguments: state that the forward pass updates (batch
-            # statistics, dropout RNG counts) must belong to the inner trace
-            model = nnx.merge(self.graphdef, params, rest)
-            model.train()
-            loss = self.objective(model, images, labels)
-            _, _, rest = nnx.split(model, nnx.Param, ...)
-            return loss, rest
-
-        (loss, rest), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], state["rest"]
-        )
-        updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        new = {"params": params, "rest": rest, "opt": opt, "step": state["step"] + 1}
-        return new, loss
 
     def batch(self, step: int):
         """``(augmentation key, images, labels)`` of step ``step`` (a function of

@@ -106,7 +106,7 @@ def test_swapped_labels_are_reported_not_fitted_silently(tmp_path, labels, capsy
     """MYO and LV swapped: the bright blood pool is called myocardium."""
     path = _h5(tmp_path / "case.h5", _image(labels), labels)
     out = tmp_path / "swapped"
-    argv = ["fit", str(path), "--out", str(out), "--steps", "30", "--restarts", "1"]
+    argv = ["fit", str(path), "--out", str(out), "--steps", "10", "--restarts", "1"]
     assert main([*argv, "--labels", "RV=1,MYO=3,LV=2", "--quiet"]) == 0
     err = capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
@@ -123,7 +123,7 @@ def test_swapped_labels_are_reported_not_fitted_silently(tmp_path, labels, capsy
                 "--out",
                 str(right),
                 "--steps",
-                "30",
+                "10",
                 "--restarts",
                 "1",
                 "--quiet",

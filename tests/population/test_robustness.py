@@ -36,6 +36,7 @@ def _python(code: str, env_extra: dict, **kwargs):
     )
 
 
+@pytest.mark.integration  # a subprocess with 4 forced host devices
 def test_four_host_devices_match_one_device():
     code = (
         TINY_CODE

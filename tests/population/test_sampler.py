@@ -74,6 +74,7 @@ def test_labels_are_the_phantoms_label_map_in_the_task_scheme(batch):
     assert np.asarray(batch.labels > 0).any()
 
 
+@pytest.mark.integration  # compiles the sampler for a second layout
 def test_contrast_is_the_bssfp_kernels():
     """Point ranges (mean tissue, fixed sequence, no noise, B0 or bias, one coil):
     the interiors of LV blood and myocardium have the kernel's signal ratio."""
@@ -114,6 +115,7 @@ def test_ranges_are_traced_compiled_once():
     assert _sample._cache_size() - before <= 1
 
 
+@pytest.mark.integration  # compiles the sampler for 3D stacks
 def test_stacks():
     spec = SMALL.replace(shape=(3, 32, 32), stack_jitter=(0.0, 0.0))
     b = sample_batch(jax.random.key(4), 2, spec)

@@ -104,8 +104,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
 
 
 def test_checkpoint_of_another_network_is_refused(tmp_path):
-    trainer = _trainer(5)
-    fit(trainer, tmp_path, validation=None, meta={}, progress=False)
+    trainer = _trainer(10)  # the configuration of the resume test: compiled once
+    fit(trainer, tmp_path, validation=None, meta={}, progress=False, until=2)
     config = trainer.config
     wider = Trainer(config, Tiny(nnx.Rngs(0), width=12), cross_entropy, trainer.data)
     with pytest.raises(ValueError, match="another network"):
