@@ -189,6 +189,11 @@ class DynUNet(nnx.Module):
             else []
         )
 
+    def set_view(self, deterministic: bool | None = None):
+        """For ``nnx.view``: ``deterministic=True`` is evaluation mode."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
     @property
     def total_stride(self) -> tuple[int, ...]:
         """Product of the strides per spatial axis (input sizes must divide by it)."""

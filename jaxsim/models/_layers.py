@@ -33,6 +33,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 
@@ -66,19 +67,70 @@ def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     return key
 
 
+_CHUNK = 1 << 15
+
+
+@jax.jit
+def _uniform_chunk(key):
+    return jax.random.uniform(key, (_CHUNK,), jnp.float32)
+
+
+@jax.jit
+def _normal_chunk(key):
+    return jax.random.normal(key, (_CHUNK,), jnp.float32)
+
+
+def _draw(chunk_fn, key, shape, scale: float, shift: float) -> jax.Array:
+    """``scale * (draws + shift)``: ``prod(shape)`` float32 draws of ``chunk_fn``.
+
+    Values are drawn in fixed-size chunks (``fold_in(key, i)`` for chunk ``i``)
+    so that only two tiny programs are ever compiled: compiling a random draw per
+    parameter shape costs seconds each on XLA:CPU and dominated construction.
+    Concrete keys assemble and scale on the host; traced keys (``nnx.eval_shape``,
+    a jitted constructor) take the same steps in jax.
+    """
+    n = math.prod(shape)
+    count = -(-n // _CHUNK)
+    chunks = [chunk_fn(jax.random.fold_in(key, i)) for i in range(count)]
+    if isinstance(key, jax.core.Tracer):
+        flat = jnp.concatenate(chunks)[:n]
+        return (scale * (flat + shift)).reshape(shape)
+    flat = np.concatenate([np.asarray(c) for c in chunks])[:n]
+    flat = np.float32(scale) * (flat + np.float32(shift))
+    return jnp.asarray(flat.reshape(shape))
+
+
+def _uniform(key, shape, bound: float) -> jax.Array:
+    """``U(-bound, bound)``."""
+    return _draw(_uniform_chunk, key, shape, 2.0 * bound, -0.5)
+
+
+def _normal(key, shape, std: float) -> jax.Array:
+    """``N(0, std**2)``."""
+    return _draw(_normal_chunk, key, shape, std, 0.0)
+
+
 def _init_weight(init: str, key, shape, fan_in: int, slope: float):
     if init == "torch_default":
-        bound = 1.0 / math.sqrt(fan_in)
-        return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+        return _uniform(key, tuple(shape), 1.0 / math.sqrt(fan_in))
     gain = math.sqrt(2.0 / (1.0 + slope**2))
-    return gain / math.sqrt(fan_in) * jax.random.normal(key, shape, jnp.float32)
+    return _normal(key, tuple(shape), gain / math.sqrt(fan_in))
 
 
 def _init_bias(init: str, key, n: int, fan_in: int):
     if init == "torch_default":
-        bound = 1.0 / math.sqrt(fan_in)
-        return jax.random.uniform(key, (n,), jnp.float32, -bound, bound)
+        return _uniform(key, (n,), 1.0 / math.sqrt(fan_in))
     return jnp.zeros((n,), jnp.float32)
+
+
+def torch_uniform_init(fan_in: int):
+    """Initializer ``U(+-1/sqrt(fan_in))``: PyTorch's default for ``nn.Linear``."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return _uniform(key, tuple(shape), bound).astype(dtype)
+
+    return init
 
 
 def _dimension_numbers(spatial_dims: int):
@@ -331,6 +383,11 @@ class BatchNorm(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((num_features,)))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,)))
         self.var = nnx.BatchStat(jnp.ones((num_features,)))
+
+    def set_view(self, use_running_average: bool | None = None):
+        """For ``nnx.view``: ``True`` normalises by the running statistics."""
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.use_running_average:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -171,5 +172,9 @@ def build_model_from_config(config: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx
 
 
 def count_params(model: nnx.Module) -> int:
-    """Number of trainable scalars (``nnx.Param``; batch-norm statistics excluded)."""
-    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    """Number of trainable scalars (``nnx.Param``; batch-norm statistics excluded).
+
+    Works on abstract models from ``nnx.eval_shape`` too.
+    """
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    return sum(math.prod(x.shape) for x in leaves)

@@ -21,6 +21,7 @@ from ._layers import (
     check_spatial_dims,
     make_act,
     make_dropout,
+    torch_uniform_init,
     upsample_linear,
 )
 from ._shapes import check_input, check_spatial_divisible
@@ -178,6 +179,11 @@ class SegResNetVAE(nnx.Module):
         self.vae_conv_final = _NormActConv(d, f, in_channels, act, rngs)
         self.noise = rngs["noise"].fork()
 
+    def set_view(self, deterministic: bool | None = None):
+        """For ``nnx.view``: ``deterministic=True`` is evaluation mode."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
     def encode(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """Deepest feature map and the per-level encoder outputs (top first)."""
         x = self.conv_init(x)
@@ -241,9 +247,5 @@ class SegResNetVAE(nnx.Module):
 
 def _torch_linear(fan_in: int) -> dict:
     """PyTorch's default ``nn.Linear`` initialisation: ``U(+-1/sqrt(fan_in))``."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
+    init = torch_uniform_init(fan_in)
     return {"kernel_init": init, "bias_init": init}
