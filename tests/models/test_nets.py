@@ -370,14 +370,14 @@ def test_deep_supervision_weights_are_nnunets():
 # ------------------------------------------------------------------ VAE
 def _vae(**kw):
     return SegResNetVAE(
-        2, 1, 2, input_image_size=(16, 16), blocks_down=(1, 1, 1), blocks_up=(1, 1),
+        2, 1, 2, input_image_size=(8, 8), blocks_down=(1, 1), blocks_up=(1,),
         vae_nz=8, rngs=nnx.Rngs(0), **kw,
     )  # fmt: skip
 
 
 def test_vae_branch_loss_and_modes():
     call = nnx.jit(lambda m, x: m(x))
-    x = _input(_vae(), (16, 16))
+    x = _input(_vae(), (8, 8))
     model = _vae(vae_default_std=0.3)
     (l1, v1), (l2, v2) = call(model, x), call(model, x)
     assert v1.shape == () and v1.dtype == jnp.float32
@@ -392,9 +392,7 @@ def test_vae_branch_loss_and_modes():
     model0 = _vae(vae_default_std=0.0)
     a, b = call(model0, x)[1], call(model0, x)[1]
     assert float(a) == float(b)
-    # estimated std: KL regulariser >= 0 plus MSE, finite
-    (_, v) = call(_vae(vae_estimate_std=True), x)
-    assert bool(jnp.isfinite(v)) and float(v) > 0
+    # (vae_estimate_std=True is trained in test_learning.py)
 
 
 # ------------------------------------------------------------------ errors
