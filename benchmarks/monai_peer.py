@@ -103,7 +103,7 @@ def bench(spec: list[dict], repeats: int) -> list[dict]:
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
-            return float(loss)
+            return loss.detach().item()
 
         net.train()
         first_train, train = _median_time(step, repeats)

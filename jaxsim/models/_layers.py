@@ -37,6 +37,8 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from ._conv import conv, conv_transpose
+
 INITS = ("torch_default", "kaiming_normal")
 ACTIVATIONS = ("prelu", "leakyrelu", "relu")
 NORMS = ("instance", "batch", "group", "none")
@@ -133,11 +135,6 @@ def torch_uniform_init(fan_in: int):
     return init
 
 
-def _dimension_numbers(spatial_dims: int):
-    s = "DHW"[-spatial_dims:]
-    return (f"N{s}C", f"{s}IO", f"N{s}C")
-
-
 class Conv(nnx.Module):
     """N-d convolution with PyTorch padding: ``(B, *S, Cin) -> (B, *S', Cout)``.
 
@@ -187,16 +184,9 @@ class Conv(nnx.Module):
             if use_bias
             else None
         )
-        self.dimension_numbers = _dimension_numbers(d)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = lax.conv_general_dilated(
-            x,
-            self.kernel[...],
-            window_strides=self.strides,
-            padding=[(p, p) for p in self.padding],
-            dimension_numbers=self.dimension_numbers,
-        )
+        y = conv(x, self.kernel[...], self.strides, self.padding)
         if self.bias is not None:
             y = y + self.bias[...]
         return y
@@ -262,29 +252,15 @@ class ConvTranspose(nnx.Module):
             if use_bias
             else None
         )
-        self.dimension_numbers = _dimension_numbers(d)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        d = len(self.kernel_size)
         kernel = self.kernel[...]
-        if all(
-            k == s for k, s in zip(self.kernel_size, self.strides, strict=True)
-        ) and (not any(self.padding) and not any(self.output_padding)):
+        patch = self.kernel_size == self.strides and not any(self.padding)
+        if patch and not any(self.output_padding):
             y = _patch_transpose(x, kernel)
         else:
-            pads = [
-                (k - 1 - p, k - 1 - p + op)
-                for k, p, op in zip(
-                    self.kernel_size, self.padding, self.output_padding, strict=True
-                )
-            ]
-            y = lax.conv_general_dilated(
-                x,
-                jnp.flip(kernel, axis=tuple(range(d))),
-                window_strides=(1,) * d,
-                padding=pads,
-                lhs_dilation=self.strides,
-                dimension_numbers=self.dimension_numbers,
+            y = conv_transpose(
+                x, kernel, self.strides, self.padding, self.output_padding
             )
         if self.bias is not None:
             y = y + self.bias[...]
