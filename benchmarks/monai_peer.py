@@ -7,6 +7,7 @@ is a jaxsim dependency.
     PY=/tmp/monai-venv/bin/python
     $PY benchmarks/monai_peer.py counts            # parameter counts (JSON)
     $PY benchmarks/monai_peer.py bench SPEC.json OUT.json
+    $PY benchmarks/monai_peer.py export tests/models/data/monai_reference.npz
 
 ``counts`` prints the parameter counts of the MONAI configurations that
 ``tests/models/test_nets.py`` compares against. ``bench`` times MONAI's ``UNet``
@@ -14,7 +15,11 @@ for each case of the spec (a JSON list of ``{"name", "spatial_dims", "batch",
 "shape", "in_channels", "out_channels", "channels", "strides",
 "num_res_units"}``): a training step (forward, cross-entropy, backward, Adam
 update) and inference (``eval()`` under ``torch.inference_mode``), on channel-first
-float32 tensors, with ``torch.set_num_threads`` from ``--threads`` (default 2).
+float32 tensors, with ``torch.set_num_threads`` from ``--threads`` (default 2) and
+denormals flushed to zero (as XLA:CPU does).
+``export`` writes small MONAI networks (seeded, every parameter perturbed so that
+no weight keeps its initial value), an input and MONAI's outputs to an ``.npz``
+that ``tests/models/test_monai_parity.py`` loads into the jaxsim networks.
 """
 
 from __future__ import annotations
@@ -72,7 +77,69 @@ def counts() -> dict:
     return out
 
 
-def _median_time(fn, repeats: int) -> tuple[float, float]:
+EXPORTS = {
+    # name: (constructor, input shape (channel-first), train mode)
+    "unet2d_res2": (
+        lambda: UNet(2, 2, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=2),
+        (2, 2, 16, 12),
+        False,
+    ),
+    "unet3d_res0_batch_leaky": (
+        lambda: UNet(
+            3, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=0,
+            norm="batch", act="leakyrelu",
+        ),
+        (2, 1, 8, 8, 12),
+        True,  # batch statistics of this batch
+    ),
+    "dynunet3d_ds": (
+        lambda: DynUNet(
+            3, 1, 3, [[1, 3, 3], 3, 3], [1, [1, 2, 2], 2], [[1, 2, 2], 2],
+            filters=(4, 8, 16), deep_supervision=True, deep_supr_num=1,
+        ),
+        (2, 1, 4, 8, 12),
+        True,  # stacked (logits, upsampled head)
+    ),
+    "segresnetvae2d": (
+        lambda: SegResNetVAE(
+            (16, 16), vae_default_std=0.0, vae_nz=8, spatial_dims=2,
+            init_filters=8, in_channels=1, out_channels=2,
+            blocks_down=(1, 2), blocks_up=(1,),
+        ),
+        (2, 1, 16, 16),
+        True,  # (logits, vae_loss); std 0 makes the loss deterministic
+    ),
+}  # fmt: skip
+
+
+def export(path: str) -> None:
+    arrays = {}
+    for name, (build, shape, train) in EXPORTS.items():
+        torch.manual_seed(0)
+        net = build()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(*shape)
+        net.train(train)
+        with torch.no_grad():
+            out = net(x)
+        if isinstance(out, tuple):
+            arrays[f"{name}/out"] = out[0].numpy()
+            arrays[f"{name}/vae_loss"] = out[1].numpy()
+        else:
+            arrays[f"{name}/out"] = out.numpy()
+        arrays[f"{name}/x"] = x.numpy()
+        for key, p in net.named_parameters():
+            arrays[f"{name}/param/{key}"] = p.detach().numpy()
+    import numpy as np
+
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path}: {len(arrays)} arrays")
+
+
+def _times(fn, repeats: int) -> tuple[float, float, float]:
+    """First call, then median and min of ``repeats`` calls (seconds)."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
@@ -81,7 +148,7 @@ def _median_time(fn, repeats: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+    return first, statistics.median(times), min(times)
 
 
 def bench(spec: list[dict], repeats: int) -> list[dict]:
@@ -106,22 +173,24 @@ def bench(spec: list[dict], repeats: int) -> list[dict]:
             return loss.detach().item()
 
         net.train()
-        first_train, train = _median_time(step, repeats)
+        first_train, train, train_min = _times(step, repeats)
         net.eval()
 
         def infer(net=net, x=x):
             with torch.inference_mode():
                 return net(x).sum().item()
 
-        first_infer, infer_s = _median_time(infer, repeats)
+        first_infer, infer_s, infer_min = _times(infer, repeats)
         rows.append(
             {
                 "name": case["name"],
                 "params": _count(net),
                 "train_first_s": first_train,
                 "train_median_s": train,
+                "train_min_s": train_min,
                 "infer_first_s": first_infer,
                 "infer_median_s": infer_s,
+                "infer_min_s": infer_min,
             }
         )
         print(f"torch {case['name']}: train {train:.3f} s, infer {infer_s:.3f} s")
@@ -130,19 +199,25 @@ def bench(spec: list[dict], repeats: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("counts", "bench"))
+    parser.add_argument("mode", choices=("counts", "bench", "export"))
     parser.add_argument("spec", nargs="?")
     parser.add_argument("out", nargs="?")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # XLA:CPU flushes denormals to zero; do the same so that neither side pays
+    # for denormal arithmetic
+    torch.set_flush_denormal(True)
     import monai
 
     versions = {"torch": torch.__version__, "monai": monai.__version__}
     if args.mode == "counts":
         json.dump({**versions, "counts": counts()}, sys.stdout, indent=1)
         print()
+        return
+    if args.mode == "export":
+        export(args.spec)
         return
     with open(args.spec) as f:
         spec = json.load(f)

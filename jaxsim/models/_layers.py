@@ -286,6 +286,17 @@ def _patch_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return y.reshape(b, *(si * ki for si, ki in zip(s, k, strict=True)), cout)
 
 
+def _moments(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Mean and biased variance over ``axes`` (kept).
+
+    Two passes (``mean((x - mean)^2)``), not ``E[x^2] - E[x]^2``: the first
+    layer's activations inherit the image's intensity offset (MR magnitudes in
+    the hundreds), where the one-pass form loses the variance to cancellation.
+    """
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    return mean, jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+
+
 class InstanceNorm(nnx.Module):
     """Instance normalisation over the spatial axes of each channel of each image.
 
@@ -302,8 +313,7 @@ class InstanceNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         axes = tuple(range(1, x.ndim - 1))
-        mean = jnp.mean(x, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+        mean, var = _moments(x, axes)
         y = (x - mean) * lax.rsqrt(var + self.epsilon)
         if self.scale is not None:
             y = y * self.scale[...] + self.bias[...]
@@ -327,9 +337,7 @@ class GroupNorm(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         *lead, c = x.shape
         g = x.reshape(*lead, self.num_groups, c // self.num_groups)
-        axes = (*range(1, x.ndim - 1), x.ndim)
-        mean = jnp.mean(g, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(g - mean), axis=axes, keepdims=True)
+        mean, var = _moments(g, (*range(1, x.ndim - 1), x.ndim))
         y = ((g - mean) * lax.rsqrt(var + self.epsilon)).reshape(x.shape)
         return y * self.scale[...] + self.bias[...]
 
