@@ -8,23 +8,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsim.models._conv import (
-    conv,
-    conv_reference,
-    conv_transpose,
-    conv_transpose_reference,
-)
+from jaxsim.models import _conv
 from jaxsim.models._layers import GroupNorm, InstanceNorm, upsample_linear
+
+# jitted (sizes static): one compilation per case instead of one per primitive
+conv = jax.jit(_conv.conv, static_argnums=(2, 3))
+conv_reference = jax.jit(_conv.conv_reference, static_argnums=(2, 3))
+conv_transpose = jax.jit(_conv.conv_transpose, static_argnums=(2, 3, 4))
+conv_transpose_reference = jax.jit(
+    _conv.conv_transpose_reference, static_argnums=(2, 3, 4)
+)
 
 # (spatial dims, kernel, stride, padding, output padding)
 CASES = [
-    (2, 3, 2, 1, 1),
-    (2, 5, 2, 2, 1),
-    (2, 4, 2, 1, 0),
-    (3, 3, 1, 1, 0),
-    (3, 3, 2, 1, 1),
-    (3, (1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1)),
-    (3, 5, 3, 2, 2),
+    (2, 3, 2, 1, 1),  # MONAI UNet's strided conv and its transposed conv
+    (2, 4, 2, 1, 0),  # even kernel: phases with different tap counts
+    (3, 3, 2, 1, 1),  # 3D: depth folded into channels, z strided
+    (3, (1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1)),  # anisotropic (nnU-Net plans)
+    (3, 5, 3, 2, 2),  # kernel > stride + 1, stride 3
 ]
 
 

@@ -24,6 +24,7 @@ from flax import nnx
 from jaxsim.models import DynUNet, SegResNetVAE, UNet
 
 DATA = Path(__file__).resolve().parent / "data" / "monai_reference.npz"
+call = nnx.jit(lambda model, x: model(x))
 
 
 def _case(name):
@@ -121,7 +122,7 @@ def test_unet_2d_residual_units_match_monai():
     )  # fmt: skip
     _load(model, unet_mapping(params, 2, 2))
     model.eval()
-    out = model(jnp.asarray(x))
+    out = call(model, jnp.asarray(x))
     np.testing.assert_allclose(
         out, np.moveaxis(ref["out"], 1, -1), rtol=1e-4, atol=1e-5
     )
@@ -134,7 +135,7 @@ def test_unet_3d_batch_norm_leaky_relu_match_monai():
         norm="batch", act="leakyrelu", rngs=nnx.Rngs(0),
     )  # fmt: skip
     _load(model, unet_mapping(params, 2, 0))
-    out = model(jnp.asarray(x))  # training mode: batch statistics
+    out = call(model, jnp.asarray(x))  # training mode: batch statistics
     np.testing.assert_allclose(
         out, np.moveaxis(ref["out"], 1, -1), rtol=1e-4, atol=1e-5
     )
@@ -184,7 +185,7 @@ def test_dynunet_with_deep_supervision_matches_monai():
         rngs=nnx.Rngs(0),
     )  # fmt: skip
     _load(model, dynunet_mapping(params, 3))
-    logits, head = model(jnp.asarray(x))
+    logits, head = call(model, jnp.asarray(x))
     stacked = np.moveaxis(ref["out"], 2, -1)  # (B, 2, *S, C)
     np.testing.assert_allclose(logits, stacked[:, 0], rtol=1e-4, atol=1e-5)
     # MONAI upsamples the head (nearest) to full size; every second voxel of the
@@ -278,7 +279,7 @@ def test_segresnetvae_matches_monai():
     for key, value in pre.items():
         mapping[("down", int(key.split(".")[1]), 0, "kernel")] = _conv_weight(value)
     _load(model, mapping)
-    logits, vae_loss = model(jnp.asarray(x))
+    logits, vae_loss = call(model, jnp.asarray(x))
     np.testing.assert_allclose(
         logits, np.moveaxis(ref["out"], 1, -1), rtol=1e-4, atol=1e-5
     )
