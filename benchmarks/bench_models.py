@@ -6,16 +6,17 @@ residual subunits, PReLU, instance norm, 1 input channel, 4 classes) in 2D at
 
 Rows per case: a training step (forward, softmax cross-entropy, backward, Adam
 update; ``jax.jit`` over the split model state with donated buffers) and inference
-(evaluation mode, forward only), each as the compile/first call apart from the
-median and min of steady repeats, in images/s. The MONAI ``UNet`` of the same
-topology is timed in the same run by ``monai_peer.py`` under its own interpreter
-(``$MONAI_PYTHON``, default /tmp/monai-venv/bin/python; see README_models.md) with
-``--threads`` torch threads (default 2), right after the JAX rows of the same case,
-and the rows report the ratios ``jax time / torch time`` of the medians and of the
-mins (below 1: JAX faster). The peer rows are skipped when that interpreter is
-absent.
+(evaluation mode, forward only), as the compile/first call apart from the median and
+min of the steady calls, in images/s. The MONAI ``UNet`` of the same topology is
+timed by ``monai_peer.py`` under its own interpreter (``$MONAI_PYTHON``, default
+/tmp/monai-venv/bin/python; see README_models.md) with ``--threads`` torch threads
+(default 2). Each of ``--rounds`` rounds times, per case, ``--repeats`` JAX calls and
+then ``--repeats`` torch calls back to back, so that both sides sample the same
+moments of a shared machine; medians and mins are over all rounds, and the rows
+report the ratios ``jax time / torch time`` of the medians and of the mins (below 1:
+JAX faster). The peer rows are skipped when that interpreter is absent.
 
-    python benchmarks/bench_models.py [--repeats 10] [--cases 2d128,2d256,3d]
+    python benchmarks/bench_models.py [--rounds 3] [--repeats 5] [--cases 2d128,3d]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -31,7 +33,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
-from _timing import print_table, time_call, write_json
+from _timing import block, print_table, write_json
 from flax import nnx
 
 from jaxsim.models import UNet, count_params
@@ -74,29 +76,53 @@ def make_train_step(model: nnx.Module, tx: optax.GradientTransformation):
     return params, rest, step_donated
 
 
-def jax_rows(case: dict, repeats: int) -> dict:
-    d = case["spatial_dims"]
-    model = UNet(d, **{k: v for k, v in TOPOLOGY.items()}, rngs=nnx.Rngs(0))
-    key = jax.random.key(0)
-    x = jax.random.normal(key, (case["batch"], *case["shape"], 1), jnp.float32)
-    y = jax.random.randint(jax.random.fold_in(key, 1), x.shape[:-1], 0, 4)
-    tx = optax.adam(1e-3)
-    params, rest, step = make_train_step(model, tx)
-    state = {"p": params, "r": rest, "o": tx.init(params)}
+def _times(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        block(fn())
+        times.append(time.perf_counter() - t0)
+    return times
 
-    def train():
-        state["p"], state["r"], state["o"], loss = step(
-            state["p"], state["r"], state["o"], x, y
-        )
+
+class JaxCase:
+    """One case's compiled training step and inference, timed in rounds."""
+
+    def __init__(self, case: dict):
+        model = UNet(case["spatial_dims"], **TOPOLOGY, rngs=nnx.Rngs(0))
+        self.params_count = count_params(model)
+        key = jax.random.key(0)
+        self.x = jax.random.normal(key, (case["batch"], *case["shape"], 1))
+        self.y = jax.random.randint(jax.random.fold_in(key, 1), self.x.shape[:-1], 0, 4)
+        tx = optax.adam(1e-3)
+        params, rest, self.step = make_train_step(model, tx)
+        self.state = [params, rest, tx.init(params)]
+        self.model = model
+        t0 = time.perf_counter()
+        block(self.train())
+        self.first = {"train": time.perf_counter() - t0}
+        # evaluation mode on the same weights (the training arrays are donated)
+        nnx.update(model, self.state[0], self.state[1])
+        model.eval()
+        graphdef, eval_state = nnx.split(model)
+        # a copy: later training steps donate (delete) the arrays the model holds
+        self.eval_state = jax.tree.map(jnp.copy, eval_state)
+        self.forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+        t0 = time.perf_counter()
+        block(self.infer())
+        self.first["infer"] = time.perf_counter() - t0
+        self.times = {"train": [], "infer": []}
+
+    def train(self):
+        *self.state, loss = self.step(*self.state, self.x, self.y)
         return loss
 
-    t_train = time_call(train, repeats=repeats)
-    nnx.update(model, state["p"], state["r"])  # the split arrays were donated
-    model.eval()
-    graphdef, eval_state = nnx.split(model)
-    infer = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
-    t_infer = time_call(lambda: infer(eval_state, x), repeats=repeats)
-    return {"params": count_params(model), "train": t_train, "infer": t_infer}
+    def infer(self):
+        return self.forward(self.eval_state, self.x)
+
+    def run(self, repeats: int) -> None:
+        self.times["train"] += _times(self.train, repeats)
+        self.times["infer"] += _times(self.infer, repeats)
 
 
 def torch_rows(cases: list[dict], repeats: int, threads: int) -> list[dict] | None:
@@ -124,62 +150,86 @@ def load() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5, help="per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     cases = [CASES[c] for c in args.cases.split(",")]
     load_before = load()
     t0 = time.perf_counter()
-    rows, raw, versions = [], {}, None
-    for case in cases:  # back to back per case: JAX, then the peer
-        print(f"jax: {case['name']} ...", flush=True)
-        ours = raw[case["name"]] = jax_rows(case, args.repeats)
-        peer = torch_rows([case], args.repeats, args.threads)
-        theirs = None
-        if peer is not None:
+    ours = {}
+    for case in cases:
+        print(f"jax: compiling {case['name']} ...", flush=True)
+        ours[case["name"]] = JaxCase(case)
+    theirs, versions = {}, None
+    for r in range(args.rounds):  # rounds of back-to-back JAX, then torch, per case
+        for case in cases:
+            name = case["name"]
+            print(f"round {r + 1}/{args.rounds}: {name}", flush=True)
+            ours[name].run(args.repeats)
+            peer = torch_rows([case], args.repeats, args.threads)
+            if peer is None:
+                continue
             versions = {k: peer[k] for k in ("torch", "monai")}
-            theirs = peer["rows"][0]
-            assert theirs["params"] == ours["params"], (theirs, ours["params"])
+            row = peer["rows"][0]
+            assert row["params"] == ours[name].params_count, row
+            got = theirs.setdefault(name, {"train": [], "infer": [], "first": row})
+            got["train"] += row["train_times_s"]
+            got["infer"] += row["infer_times_s"]
+    rows = []
+    for case in cases:
+        name, jc = case["name"], ours[case["name"]]
         for kind in ("train", "infer"):
-            t = ours[kind]
+            t = jc.times[kind]
             row = {
-                "case": f"{case['name']}: {kind}",
+                "case": f"{name}: {kind}",
                 "framework": "jax",
-                "first_s": t["first_s"],
-                "median_s": t["median_s"],
-                "min_s": t["min_s"],
-                "images_per_s": case["batch"] / t["median_s"],
+                "first_s": jc.first[kind],
+                "median_s": statistics.median(t),
+                "min_s": min(t),
+                "images_per_s": case["batch"] / statistics.median(t),
             }
-            if theirs is not None:
-                torch_s = theirs[f"{kind}_median_s"]
-                row["ratio"] = t["median_s"] / torch_s
-                row["ratio_min"] = t["min_s"] / theirs[f"{kind}_min_s"]
-                rows.append(row)
-                rows.append(
-                    {
-                        "case": f"{case['name']}: {kind}",
-                        "framework": "torch",
-                        "first_s": theirs[f"{kind}_first_s"],
-                        "median_s": torch_s,
-                        "min_s": theirs[f"{kind}_min_s"],
-                        "images_per_s": case["batch"] / torch_s,
-                    }
-                )
-            else:
-                rows.append(row)
+            rows.append(row)
+            if name not in theirs:
+                continue
+            u = theirs[name][kind]
+            row["ratio"] = row["median_s"] / statistics.median(u)
+            row["ratio_min"] = row["min_s"] / min(u)
+            rows.append(
+                {
+                    "case": f"{name}: {kind}",
+                    "framework": "torch",
+                    "first_s": theirs[name]["first"][f"{kind}_first_s"],
+                    "median_s": statistics.median(u),
+                    "min_s": min(u),
+                    "images_per_s": case["batch"] / statistics.median(u),
+                }
+            )
     info = {
         "topology": TOPOLOGY,
-        "params": {c["name"]: raw[c["name"]]["params"] for c in cases},
+        "params": {c["name"]: ours[c["name"]].params_count for c in cases},
         "torch_threads": args.threads,
+        "rounds": args.rounds,
+        "repeats_per_round": args.repeats,
         "peer_versions": versions,
         "load_average_before": load_before,
         "load_average_after": load(),
         "wall_s": time.perf_counter() - t0,
+        "times_s": {
+            c["name"]: {
+                "jax": ours[c["name"]].times,
+                "torch": {
+                    k: theirs.get(c["name"], {}).get(k) for k in ("train", "infer")
+                },
+            }
+            for c in cases
+        },
     }
     print(
         f"\nbackend {jax.default_backend()}, load average {load_before:.2f} before, "
-        f"{info['load_average_after']:.2f} after; ratio = jax time / torch time"
+        f"{info['load_average_after']:.2f} after; {args.rounds} rounds x "
+        f"{args.repeats} repeats; ratio = jax time / torch time"
     )
     print_table(
         rows,

@@ -138,8 +138,8 @@ def export(path: str) -> None:
     print(f"wrote {path}: {len(arrays)} arrays")
 
 
-def _times(fn, repeats: int) -> tuple[float, float, float]:
-    """First call, then median and min of ``repeats`` calls (seconds)."""
+def _times(fn, repeats: int) -> tuple[float, list[float]]:
+    """First call, then the seconds of ``repeats`` steady calls."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
@@ -148,7 +148,7 @@ def _times(fn, repeats: int) -> tuple[float, float, float]:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return first, statistics.median(times), min(times)
+    return first, times
 
 
 def bench(spec: list[dict], repeats: int) -> list[dict]:
@@ -173,27 +173,28 @@ def bench(spec: list[dict], repeats: int) -> list[dict]:
             return loss.detach().item()
 
         net.train()
-        first_train, train, train_min = _times(step, repeats)
+        first_train, train = _times(step, repeats)
         net.eval()
 
         def infer(net=net, x=x):
             with torch.inference_mode():
                 return net(x).sum().item()
 
-        first_infer, infer_s, infer_min = _times(infer, repeats)
+        first_infer, infer_s = _times(infer, repeats)
         rows.append(
             {
                 "name": case["name"],
                 "params": _count(net),
                 "train_first_s": first_train,
-                "train_median_s": train,
-                "train_min_s": train_min,
+                "train_times_s": train,
                 "infer_first_s": first_infer,
-                "infer_median_s": infer_s,
-                "infer_min_s": infer_min,
+                "infer_times_s": infer_s,
             }
         )
-        print(f"torch {case['name']}: train {train:.3f} s, infer {infer_s:.3f} s")
+        print(
+            f"torch {case['name']}: train {statistics.median(train):.3f} s, "
+            f"infer {statistics.median(infer_s):.3f} s (medians)"
+        )
     return rows
 
 
