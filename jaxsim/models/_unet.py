@@ -33,13 +33,14 @@ class UNet(nnx.Module):
         spatial_dims: 2 or 3.
         in_channels: input channels.
         out_channels: output channels (classes).
-        channels: features per level, top first, at least 2.
+        channels: features per level, top first, at least 2 (MONAI requires
+            them; the default is the configuration of MONAI's tutorials).
         strides: downsampling factor per level, ``len(channels) - 1`` of them
             (an int or one per spatial axis each).
         kernel_size: odd convolution kernel (int or per axis).
         up_kernel_size: odd transposed-convolution kernel (int or per axis).
-        num_res_units: convolutions per residual unit; 0 for plain
-            convolution layers.
+        num_res_units: convolutions per residual unit; 0 (MONAI's default) for
+            plain convolution layers.
         act: ``"prelu"`` (MONAI's default) or ``"leakyrelu"`` (slope 0.01).
         norm: ``"instance"`` (not affine, MONAI's default) or ``"batch"``.
         dropout: dropout rate after each normalisation.
@@ -66,7 +67,7 @@ class UNet(nnx.Module):
         strides: Sequence[int | Sequence[int]] = (2, 2, 2, 2),
         kernel_size: int | Sequence[int] = 3,
         up_kernel_size: int | Sequence[int] = 3,
-        num_res_units: int = 2,
+        num_res_units: int = 0,
         act: str = "prelu",
         norm: str = "instance",
         dropout: float = 0.0,

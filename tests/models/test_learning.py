@@ -62,7 +62,9 @@ def vae_loss(model, x, y):
 
 CASES = {
     "unet": (
-        lambda r: UNet(2, 1, 3, channels=(8, 16, 32), strides=(2, 2), rngs=r),
+        lambda r: UNet(
+            2, 1, 3, channels=(8, 16, 32), strides=(2, 2), num_res_units=2, rngs=r
+        ),
         unet_loss,
     ),
     "dynunet": (

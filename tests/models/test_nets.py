@@ -23,7 +23,7 @@ from jaxsim.models import (
     deep_supervision_weights,
 )
 
-UNET = dict(channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2))
+UNET = dict(channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2)
 ACDC_K = [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
 ACDC_S = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
 SMALL_UNET = dict(
@@ -41,11 +41,11 @@ MONAI_COUNTS = {
         1_628_289,
     ),
     "unet2d_res0_instance": (
-        lambda r: UNet(2, 1, 4, **UNET, num_res_units=0, rngs=r),
+        lambda r: UNet(2, 1, 4, **{**UNET, "num_res_units": 0}, rngs=r),
         660_860,
     ),
     "unet2d_res0_batch": (
-        lambda r: UNet(2, 1, 4, **UNET, num_res_units=0, norm="batch", rngs=r),
+        lambda r: UNet(2, 1, 4, **{**UNET, "num_res_units": 0}, norm="batch", rngs=r),
         662_076,
     ),
     "unet3d_res2_instance": (lambda r: UNet(3, 1, 4, **UNET, rngs=r), 4_808_537),
@@ -54,11 +54,11 @@ MONAI_COUNTS = {
         4_810_977,
     ),
     "unet3d_res0_instance": (
-        lambda r: UNet(3, 1, 4, **UNET, num_res_units=0, rngs=r),
+        lambda r: UNet(3, 1, 4, **{**UNET, "num_res_units": 0}, rngs=r),
         1_981_340,
     ),
     "unet3d_res0_batch": (
-        lambda r: UNet(3, 1, 4, **UNET, num_res_units=0, norm="batch", rngs=r),
+        lambda r: UNet(3, 1, 4, **{**UNET, "num_res_units": 0}, norm="batch", rngs=r),
         1_982_556,
     ),
     # UNet(d, 2, 3, channels=(8,16,32), strides=(2,2), num_res_units=1,
@@ -150,7 +150,7 @@ def tiny_models():
         # 20 = 5 x 4 (odd multiple of the total stride 4), 12 = 3 x 4
         (
             "unet2d",
-            UNet(2, 1, 3, channels=(4, 8, 16), strides=(2, 2), rngs=r),
+            UNet(2, 1, 3, channels=(4, 8, 16), strides=(2, 2), num_res_units=2, rngs=r),
             (20, 12),
         ),
         # per-axis strides: z only pools once, so 6 = 3 x 2 works along z
@@ -270,9 +270,9 @@ def test_split_merge_and_eval_shape(models, name):
 
 
 def test_outputs_depend_on_the_seed_and_match_for_the_same_seed():
-    a = UNet(2, 1, 2, channels=(4, 8), strides=(2,), rngs=nnx.Rngs(3))
-    b = UNet(2, 1, 2, channels=(4, 8), strides=(2,), rngs=nnx.Rngs(3))
-    c = UNet(2, 1, 2, channels=(4, 8), strides=(2,), rngs=nnx.Rngs(4))
+    a = UNet(2, 1, 2, channels=(4, 8), strides=(2,), num_res_units=1, rngs=nnx.Rngs(3))
+    b = UNet(2, 1, 2, channels=(4, 8), strides=(2,), num_res_units=1, rngs=nnx.Rngs(3))
+    c = UNet(2, 1, 2, channels=(4, 8), strides=(2,), num_res_units=1, rngs=nnx.Rngs(4))
     ka, kb, kc = (m.down[0].units[0].conv.kernel[...] for m in (a, b, c))
     np.testing.assert_array_equal(ka, kb)
     assert not np.array_equal(ka, kc)
@@ -280,7 +280,9 @@ def test_outputs_depend_on_the_seed_and_match_for_the_same_seed():
 
 def test_initialisation_follows_the_references():
     """PyTorch default U(+-1/sqrt(fan_in)) for UNet; He normal a=0.01 for DynUNet."""
-    unet = UNet(2, 16, 2, channels=(64, 64), strides=(2,), rngs=nnx.Rngs(0))
+    unet = UNet(
+        2, 16, 2, channels=(64, 64), strides=(2,), num_res_units=2, rngs=nnx.Rngs(0)
+    )
     w = np.asarray(unet.down[0].units[0].conv.kernel[...])  # fan_in 16 * 9
     bound = 1 / np.sqrt(16 * 9)
     assert np.abs(w).max() <= bound
@@ -303,7 +305,7 @@ def test_initialisation_follows_the_references():
 def test_dropout_and_batch_norm_follow_train_and_eval():
     model = UNet(
         2, 1, 2, channels=(4, 8), strides=(2,), norm="batch", dropout=0.5,
-        rngs=nnx.Rngs(0),
+        num_res_units=2, rngs=nnx.Rngs(0),
     )  # fmt: skip
     call = nnx.jit(lambda m, x: m(x))
     x = _input(model, (8, 8), batch=3)
