@@ -14,7 +14,9 @@ transposed conv 4.4 s forward). So:
   ``(B*Z', Y, X, kz*C) x (ky, kx, kz*C, O)``;
 * a transposed convolution is a stride-1 convolution of the *undilated* input
   with the sub-pixel kernel, producing all ``prod(strides)`` output phases as
-  channels, followed by a depth-to-space interleave and a crop (Shi et al. 2016).
+  channels, followed by a depth-to-space interleave and a crop (Shi et al. 2016);
+  its gradients are those of the strided convolution it is the adjoint of
+  (a ``custom_vjp``), which XLA:CPU runs 3-4x faster than the sub-pixel form's.
 
 Both are exact re-arrangements of the same sums (tests compare them with the
 direct ``lax`` forms and check adjointness).
@@ -22,6 +24,7 @@ direct ``lax`` forms and check adjointness).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -97,27 +100,58 @@ def conv(
     return y.reshape(b, zo, *y.shape[1:])
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv_transpose(
     x: jax.Array,
     kernel: jax.Array,
-    strides: Sequence[int],
-    padding: Sequence[int],
-    output_padding: Sequence[int],
+    strides: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
 ) -> jax.Array:
-    """PyTorch ``ConvTransposeNd`` (the adjoint of :func:`conv`), sub-pixel form.
+    """PyTorch ``ConvTransposeNd`` (the adjoint of :func:`conv`).
+
+    The value is computed in sub-pixel form (:func:`_conv_transpose_subpixel`);
+    the gradients use that this is the adjoint of the strided convolution with
+    the kernel's channels swapped: ``dx = conv(dy, W^T)`` and ``dW`` is that
+    convolution's kernel gradient at ``x`` (3-8x faster on XLA:CPU than
+    differentiating the sub-pixel form). Reverse mode only (``jax.custom_vjp``).
+
+    Args:
+        x: ``(B, *S, C)``.
+        kernel: ``(*K, C, O)`` (PyTorch weight ``(C, O, *K)`` transposed).
+        strides, padding, output_padding: tuples per spatial axis;
+            ``output_padding < strides``.
+
+    Returns:
+        ``(B, *S', O)``, ``S' = (S - 1) * strides - 2 * padding + K + output_padding``.
+    """
+    return _conv_transpose_subpixel(x, kernel, strides, padding, output_padding)
+
+
+def _conv_transpose_fwd(x, kernel, strides, padding, output_padding):
+    y = _conv_transpose_subpixel(x, kernel, strides, padding, output_padding)
+    return y, (x, kernel)
+
+
+def _conv_transpose_bwd(strides, padding, output_padding, residuals, dy):
+    x, kernel = residuals
+    swapped = jnp.swapaxes(kernel, -1, -2)
+    dx = conv(dy, swapped, strides, padding)
+    _, kernel_vjp = jax.vjp(lambda k: conv(dy, k, strides, padding), swapped)
+    (dswapped,) = kernel_vjp(x)
+    return dx, jnp.swapaxes(dswapped, -1, -2)
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def _conv_transpose_subpixel(x, kernel, strides, padding, output_padding):
+    """Transposed convolution as one stride-1 convolution and depth-to-space.
 
     Per axis with kernel ``K``, stride ``s``, padding ``p``: the output index
     ``o`` satisfies ``o + p = q * s + r``, and ``y[o] = sum_m x[q - m] W[r + m s]``.
     All phases ``r`` come from one stride-1 convolution with kernel size
     ``M = ceil(K / s)`` whose output channels are the ``prod(s)`` phases.
-
-    Args:
-        x: ``(B, *S, C)``.
-        kernel: ``(*K, C, O)`` (PyTorch weight ``(C, O, *K)`` transposed).
-        strides, padding, output_padding: per spatial axis.
-
-    Returns:
-        ``(B, *S', O)``, ``S' = (S - 1) * strides - 2 * padding + K + output_padding``.
     """
     d = x.ndim - 2
     k = kernel.shape[:d]

@@ -233,14 +233,20 @@ class ConvTranspose(nnx.Module):
         if output_padding is None:
             output_padding = tuple(s - 1 for s in self.strides)
         self.output_padding = as_tuple(output_padding, d, "output_padding")
-        for k, p, op in zip(
-            self.kernel_size, self.padding, self.output_padding, strict=True
+        for k, s, p, op in zip(
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            self.output_padding,
+            strict=True,
         ):
-            if p > k - 1 or op < 0:
+            if p > k - 1 or not 0 <= op < s:
                 raise ValueError(
-                    f"ConvTranspose needs 0 <= padding <= kernel_size - 1 and "
-                    f"output_padding >= 0, got kernel_size={self.kernel_size}, "
-                    f"padding={self.padding}, output_padding={self.output_padding}"
+                    "ConvTranspose needs 0 <= padding <= kernel_size - 1 and "
+                    "0 <= output_padding < strides, got "
+                    f"kernel_size={self.kernel_size}, "
+                    f"strides={self.strides}, padding={self.padding}, "
+                    f"output_padding={self.output_padding}"
                 )
         fan_in = out_channels * math.prod(self.kernel_size)
         shape = (*self.kernel_size, in_channels, out_channels)

@@ -53,6 +53,22 @@ def test_fast_convolutions_equal_the_direct_forms(d, k, s, p, op):
 
 
 @pytest.mark.parametrize(("d", "k", "s", "p", "op"), CASES)
+def test_transposed_convolution_gradients_equal_the_direct_forms(d, k, s, p, op):
+    """The custom VJP (adjoint strided convolution) against autodiff of lax."""
+    x, w = _arrays(d, k, seed=4)
+    s, p, op = _tuple(s, d), _tuple(p, d), _tuple(op, d)
+    cot = jax.random.normal(jax.random.key(5), conv_transpose(x, w, s, p, op).shape)
+
+    def grads(fn):
+        return jax.jit(jax.grad(lambda x, w: jnp.vdot(fn(x, w, s, p, op), cot), (0, 1)))
+
+    ours = grads(_conv.conv_transpose)(x, w)
+    ref = grads(_conv.conv_transpose_reference)(x, w)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("d", "k", "s", "p", "op"), CASES)
 def test_transposed_convolution_is_the_adjoint(d, k, s, p, op):
     """<conv(x), y> = <x, conv_transpose(y)> with the kernel's channels swapped."""
     s, p = _tuple(s, d), _tuple(p, d)
