@@ -1,0 +1,30 @@
+"""Segmentation networks in Flax NNX, 2D and 3D from one definition.
+
+Structured like MONAI: layers (``_layers``) -> blocks (``_blocks``) -> nets.
+Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
+
+* :class:`UNet` -- MONAI ``UNet`` (residual units, strided / transposed convs).
+* :class:`DynUNet` -- nnU-Net's plain conv U-Net (MONAI ``DynUNet``) with deep
+  supervision; :func:`plan_dynunet` plans its kernels and strides.
+* :class:`SegResNetVAE` -- SegResNet with the VAE regulariser.
+* :func:`build_model`, :func:`model_config`, :func:`build_model_from_config` --
+  registry and JSON-serialisable constructor configs.
+
+Parameter counts equal MONAI 1.6.1's for the same configurations; each network
+initialises its weights as its reference does (see the class docstrings).
+Models are constructed in training mode (dropout on, batch statistics); switch
+with ``model.eval()`` / ``model.train()`` or ``nnx.view``.
+"""
+
+from ._dynunet import DynUNet as DynUNet
+from ._dynunet import deep_supervision_weights as deep_supervision_weights
+from ._dynunet import default_filters as default_filters
+from ._planner import DynUNetPlan as DynUNetPlan
+from ._planner import plan_dynunet as plan_dynunet
+from ._registry import MODELS as MODELS
+from ._registry import build_model as build_model
+from ._registry import build_model_from_config as build_model_from_config
+from ._registry import count_params as count_params
+from ._registry import model_config as model_config
+from ._segresnet import SegResNetVAE as SegResNetVAE
+from ._unet import UNet as UNet
