@@ -124,6 +124,23 @@ def _pairs(pred: Path, gt: Path):
     return out
 
 
+def _finite(values):
+    import numpy as np
+
+    v = np.asarray(values, float)
+    return v[np.isfinite(v)]
+
+
+def _nanmean(values) -> float:
+    v = _finite(values)
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _nanstd(values) -> float:
+    v = _finite(values)
+    return float(v.std()) if v.size else float("nan")
+
+
 def run(args) -> int:
     import csv
 
@@ -155,6 +172,24 @@ def run(args) -> int:
                 f"{gt.shape}"
             )
         vox = tuple(float(s) for s in np.asarray(geometry.spacing))
+        pvox = tuple(float(s) for s in np.asarray(pgeom.spacing))
+        if not np.allclose(pvox, vox, rtol=1e-3, atol=1e-4):
+            raise ValueError(
+                f"{name}: prediction voxel size {pvox} mm differs from the ground "
+                f"truth's {vox} mm (resample the prediction to the truth's grid)"
+            )
+        truth_file = (
+            truth.labels or truth.image if isinstance(truth, CaseFiles) else truth
+        )
+        stores_affine = str(truth_file).endswith((".nii", ".nii.gz"))
+        # HDF5 truth stores no affine: its voxel size is all there is to compare
+        if stores_affine and not np.allclose(
+            np.asarray(pgeom.affine), np.asarray(geometry.affine), atol=1e-2
+        ):
+            raise ValueError(
+                f"{name}: prediction and ground truth lie on different grids "
+                "(their affines differ)"
+            )
         values = list(structures.values())
         dice = dice_score(pred, gt, labels=values)
         hd = hausdorff_distance(pred, gt, spacing=vox, percentile=95.0)
@@ -172,7 +207,7 @@ def run(args) -> int:
     summary = []
     for structure in structures:
         sel = [r for r in rows if r["structure"] == structure]
-        for stat, fn in (("mean", np.nanmean), ("sd", np.nanstd)):
+        for stat, fn in (("mean", _nanmean), ("sd", _nanstd)):
             summary.append(
                 {
                     "case": stat,

@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 
 def _add_train(subparsers) -> argparse.ArgumentParser:
-    from jaxsim.train import TrainConfig
+    from jaxsim.train import TRAINABLE_MODELS, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -48,8 +48,16 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=d.model,
-        choices=("unet2d",),
-        help=f"network (default {d.model})",
+        choices=TRAINABLE_MODELS,
+        help=f"network on 2D slices (default {d.model}; dynunet is planned as "
+        "nnU-Net plans it, with deep supervision; segresnetvae adds its VAE loss)",
+    )
+    p.add_argument(
+        "--model-options",
+        default=None,
+        metavar="JSON",
+        help='network options as JSON, e.g. \'{"channels": [8, 16, 32], '
+        '"strides": [2, 2]}\' (see jaxsim.models)',
     )
     p.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
     p.add_argument(
@@ -110,7 +118,7 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--force", action="store_true", help="replace a run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, flags={"label_map": "--labels RV=a,MYO=b,LV=c"})
     return p
 
 
@@ -121,7 +129,10 @@ def label_mapping(spec: str | None) -> dict[int, int] | None:
     from jaxsim.fit import parse_label_spec
     from jaxsim.labels import ACDC
 
-    tissues = parse_label_spec(spec)
+    try:
+        tissues = parse_label_spec(spec)
+    except ValueError as err:
+        raise ValueError(f"--labels {spec}: {err}") from None
     wanted = {names[0]: value for value, names in enumerate(ACDC.tissues, start=1)}
     unknown = sorted(set(tissues) - set(wanted))
     if unknown:
@@ -131,12 +142,27 @@ def label_mapping(spec: str | None) -> dict[int, int] | None:
     return {v: wanted[t] for t, v in tissues.items()}
 
 
+def _model_options(text: str | None) -> dict:
+    import json
+
+    if text is None:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-options must be a JSON object: {err}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"--model-options must be a JSON object; got {text!r}")
+    return options
+
+
 def run_train(args) -> int:
     from jaxsim._cli_common import parse_spacing
     from jaxsim.train import TrainConfig, run_training
 
     config = TrainConfig(
         model=args.model,
+        model_options=_model_options(args.model_options),
         data=args.data,
         validation=args.validation,
         steps=args.steps,

@@ -19,6 +19,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_tag",
     "jaxsim._cli_fit",
     "jaxsim._cli_ct",
+    "jaxsim._cli_train",
     "jaxsim._cli_evaluate",
 )
 

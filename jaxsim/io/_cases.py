@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxsim.geometry import ImageGeometry
 
+from ._errors import OptionError, escape
 from ._nifti import load_nifti, read_image_label_h5
 from ._schema import FORMAT
 
@@ -202,15 +203,24 @@ def _map_labels(labels: np.ndarray, label_map, name: str, n_classes) -> np.ndarr
         values = np.unique(labels)
         unknown = values[lut[values] < 0]
         if unknown.size:
-            raise ValueError(
-                f"{name}: label values {unknown.tolist()} are not in the label "
-                f"mapping {dict(label_map)} (map them, or 0 is background)"
+            raise OptionError(
+                escape(
+                    f"{name}: label values {unknown.tolist()} are not in the label "
+                    f"mapping {dict(label_map)} (map them in "
+                )
+                + "{label_map}; 0 is background)",
+                label_map="label_map",
             )
         labels = lut[labels]
     if n_classes is not None and labels.max(initial=0) >= n_classes:
-        raise ValueError(
-            f"{name}: label values up to {int(labels.max())} fall outside the scheme "
-            f"of {n_classes} classes (0..{n_classes - 1}); give a label mapping"
+        raise OptionError(
+            escape(
+                f"{name}: label values up to {int(labels.max())} fall outside the "
+                f"scheme of {n_classes} classes (0..{n_classes - 1}); give a label "
+                "mapping ("
+            )
+            + "{label_map})",
+            label_map="label_map={file value: class value}",
         )
     return labels.astype(np.uint8)
 

@@ -21,6 +21,12 @@ from ._loop import dice_per_class as dice_per_class
 from ._loop import fit as fit
 from ._loop import make_optimizer as make_optimizer
 from ._loop import predict_batches as predict_batches
+from ._run import DEFAULT_MODEL_OPTIONS as DEFAULT_MODEL_OPTIONS
+from ._run import TRAINABLE_MODELS as TRAINABLE_MODELS
+from ._run import load_run as load_run
+from ._run import make_objective as make_objective
+from ._run import model_options as model_options
+from ._run import run_training as run_training
 from ._transforms import Augmentation as Augmentation
 from ._transforms import augment as augment
 from ._transforms import normalize as normalize

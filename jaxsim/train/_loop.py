@@ -238,11 +238,14 @@ class Trainer:
         objective: ``objective(model, images, labels) -> scalar loss`` with the
             network in training mode.
         data: a source with ``batch(key, n) -> (images, labels)``.
+        devices: devices the batch is split over (default: all local devices).
     """
 
-    def __init__(self, config: TrainConfig, model, objective, data):
+    def __init__(self, config: TrainConfig, model, objective, data, devices=None):
         self.config = config
-        self.devices = jax.local_devices()
+        self.devices = list(jax.local_devices() if devices is None else devices)
+        if not self.devices:
+            raise ValueError("devices must name at least one device")
         mesh = Mesh(np.array(self.devices), ("batch",))
         self.batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
         self.replicated = NamedSharding(mesh, PartitionSpec())

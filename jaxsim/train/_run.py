@@ -25,7 +25,15 @@ from jaxsim.random import stream
 from ._data import Preprocessing, SimulatedData, SliceData, open_data, slices_from_cases
 from ._loop import TrainConfig, Trainer, TrainResult, fit
 
-__all__ = ["DEFAULT_MODEL_OPTIONS", "run_training", "load_run", "RUN_FORMAT"]
+__all__ = [
+    "DEFAULT_MODEL_OPTIONS",
+    "TRAINABLE_MODELS",
+    "RUN_FORMAT",
+    "load_run",
+    "make_objective",
+    "model_options",
+    "run_training",
+]
 
 RUN_FORMAT = "jaxsim-run"
 LOSSES = ("dice_ce", "focal_tversky")
@@ -70,15 +78,48 @@ def make_objective(config: TrainConfig):
     return objective
 
 
+#: 2D networks that ``jaxsim train`` builds (their input is a slice).
+TRAINABLE_MODELS = ("unet2d", "dynunet", "segresnetvae")
+
+
+def model_options(config: TrainConfig) -> dict:
+    """The network's keyword options: defaults for the input layout, then the
+    configuration's own (which win)."""
+    if config.model not in TRAINABLE_MODELS:
+        raise ValueError(
+            f"model must be one of {TRAINABLE_MODELS} (2D networks on slices); "
+            f"got {config.model!r}"
+        )
+    size = [int(n) for n in config.shape]
+    layout = {
+        # nnU-Net's planner on the network's pixel grid (isotropic in-plane).
+        "dynunet": {
+            "spacing": [config.spacing, config.spacing],
+            "patch_size": size,
+            "deep_supervision": True,
+            "deep_supr_num": 2,
+        },
+        "segresnetvae": {"input_image_size": size},
+    }.get(config.model, {})
+    return {
+        **DEFAULT_MODEL_OPTIONS.get(config.model, {}),
+        **layout,
+        **config.model_options,
+    }
+
+
 def _model(config: TrainConfig, rngs):
-    options = {**DEFAULT_MODEL_OPTIONS.get(config.model, {}), **config.model_options}
-    return build_model(
-        config.model,
-        in_channels=1,
-        out_channels=ACDC.n_classes,
-        rngs=rngs,
-        **options,
-    )
+    options = model_options(config)
+    try:
+        return build_model(
+            config.model,
+            in_channels=1,
+            out_channels=ACDC.n_classes,
+            rngs=rngs,
+            **options,
+        )
+    except TypeError as err:  # an option the network does not take
+        raise ValueError(f"model options {options} for {config.model}: {err}") from None
 
 
 def _validation(config: TrainConfig, data, preprocessing):
