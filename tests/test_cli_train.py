@@ -292,3 +292,23 @@ def test_train_segment_evaluate_round_trip(cases, tmp_path, capsys):
     code, text, err = _run([*argv[:6], 110, *argv[7:], "--resume"], capsys)
     assert code == 0, err
     assert "trained 110 steps" in text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("model", ["dynunet", "segresnetvae"])
+def test_other_networks_train_and_segment(model, cases, tmp_path, capsys):
+    run = tmp_path / model
+    argv = [
+        "train", "--data", cases, "--out", run, "--model", model, "--steps", 2,
+        "--batch-size", 2, "--shape", 64, 64, "--eval-every", 2, "--quiet",
+    ]  # fmt: skip
+    code, text, err = _run(argv, capsys)
+    assert code == 0, err
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["model"]["name"] == model and meta["model"]["spatial_dims"] == 2
+    code, _, err = _run(
+        ["segment", "--model", run, cases / "case1.nii.gz", "--out", tmp_path / "s"],
+        capsys,
+    )
+    assert code == 0, err
+    assert nib.load(str(tmp_path / "s" / "case1_seg.nii.gz")).shape == (3, 40, 40)

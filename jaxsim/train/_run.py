@@ -115,6 +115,7 @@ def _model(config: TrainConfig, rngs):
             config.model,
             in_channels=1,
             out_channels=ACDC.n_classes,
+            spatial_dims=2,
             rngs=rngs,
             **options,
         )
