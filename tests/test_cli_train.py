@@ -311,4 +311,4 @@ def test_other_networks_train_and_segment(model, cases, tmp_path, capsys):
         capsys,
     )
     assert code == 0, err
-    assert nib.load(str(tmp_path / "s" / "case1_seg.nii.gz")).shape == (3, 40, 40)
+    assert nib.load(str(tmp_path / "s" / "case1_seg.nii.gz")).shape == (40, 40, 3)
