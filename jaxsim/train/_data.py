@@ -81,11 +81,14 @@ class SimulatedData:
             shape=preprocessing.shape,
             in_plane_spacing=(0.8 * s, 1.2 * s),
             scheme=ACDC,
+            normalize=False,
         )
+        self.percentile = preprocessing.percentile
 
     def batch(self, key, n: int):
         b = sample_batch(key, n, self.spec)
-        return b.images, b.labels
+        images = normalize(b.images, percentile=self.percentile)
+        return images.astype(jnp.float32), b.labels
 
     def describe(self) -> dict:
         return {"kind": "sim", "shape": list(self.spec.shape)}

@@ -38,8 +38,9 @@ def gaussian_weights(shape, sigma_scale: float = 0.125) -> np.ndarray:
         -0.5
         * sum((g / (sigma_scale * n)) ** 2 for g, n in zip(grids, shape, strict=True))
     )
-    w = w / w.max()
-    return np.maximum(w, w[w > 0].min() if np.any(w > 0) else 1.0).astype(np.float32)
+    w = (w / w.max()).astype(np.float32)
+    # floor in float32: a float64 floor can round to 0 in the cast
+    return np.maximum(w, w[w > 0].min())
 
 
 def window_starts(size: int, window: int, overlap: float = 0.5) -> list[int]:

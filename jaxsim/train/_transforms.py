@@ -162,7 +162,8 @@ def _uniform(key, pair):
 
 
 def _smooth_noise(key, shape, cells: int = 4):
-    """Smooth random field ``shape`` (H, W) in [-1, 1] from a coarse grid."""
+    """Smooth random field ``shape`` (H, W) from a uniform [-1, 1] coarse grid
+    (cubic interpolation overshoots: values reach about +-1.5)."""
     h, w = shape
     coarse = jax.random.uniform(key, (cells, cells), minval=-1.0, maxval=1.0)
     return jax.image.resize(coarse, (h, w), method="cubic")
@@ -230,4 +231,7 @@ def augment(key, images, labels, augmentation: Augmentation | None = None):
     """
     aug = Augmentation() if augmentation is None else augmentation
     keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(lambda k, i, l_: _augment_one(k, i, l_, aug))(keys, images, labels)
+    out, labels = jax.vmap(lambda k, i, l_: _augment_one(k, i, l_, aug))(
+        keys, images, labels
+    )
+    return out.astype(images.dtype), labels.astype(labels.dtype)

@@ -217,8 +217,7 @@ def test_simulated_batch():
     images, labels = data.batch(jax.random.key(0), 2)
     images, labels = np.asarray(images), np.asarray(labels)
     assert images.shape == (2, 32, 32)
-    if not X64:  # known bug: with x64 enabled the simulator returns float64
-        assert images.dtype == np.float32
+    assert images.dtype == np.float32  # networks train in float32, x64 or not
     assert labels.shape == (2, 32, 32)
     assert np.all(np.isfinite(images))
     assert set(np.unique(labels)) <= {0, 1, 2, 3}

@@ -111,10 +111,6 @@ def test_gaussian_weights_sigma_scale():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the floor is taken in float64 and underflows to 0 in float32",
-)
 def test_gaussian_weights_stay_positive_for_narrow_gaussians():
     assert np.all(gaussian_weights((64, 64), sigma_scale=0.01) > 0)
 

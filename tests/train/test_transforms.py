@@ -421,11 +421,6 @@ def test_default_augmentation_invariants():
     assert set(np.unique(np.asarray(la))) <= {0, 1, 2, 3}
 
 
-@pytest.mark.xfail(
-    X64,
-    strict=True,
-    reason="known bug: with x64 enabled the float64 draws promote float32 images",
-)
 def test_augment_keeps_the_image_dtype():
     images, labels = _blocks(seed=20)
     out, out_labels = _augment(
