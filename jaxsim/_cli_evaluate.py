@@ -37,7 +37,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="MM",
         help="voxel size SZ SY SX of ground truth files that store none (HDF5)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite FILE.csv")
+    p.add_argument(
+        "--png",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="picture: per case (up to 8) a mid-ventricular slice, its prediction "
+        "and the ground truth (needs the images beside the ground truth)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite FILE.csv (and png)")
     p.set_defaults(func=run)
     return p
 
@@ -158,11 +166,15 @@ def run(args) -> int:
     spacing = None if args.spacing is None else parse_spacing(args.spacing)
     if args.out.exists() and not args.force:
         raise FileExistsError(f"--out {args.out} exists; pass --force")
-    rows = []
+    if args.png is not None and args.png.exists() and not args.force:
+        raise FileExistsError(f"--png {args.png} exists; pass --force")
+    rows, shown = [], []
     for name, pred_path, truth in _pairs(args.pred, args.gt):
+        image = None
         if isinstance(truth, CaseFiles):
             case = load_case(truth, spacing=spacing)
             gt, geometry = case.labels.astype(np.int32), case.geometry
+            image = case.image
         else:
             gt, geometry = _label_file(truth, spacing)
         pred, pgeom = _label_file(pred_path, spacing)
@@ -190,6 +202,8 @@ def run(args) -> int:
                 f"{name}: prediction and ground truth lie on different grids "
                 "(their affines differ)"
             )
+        if image is not None and len(shown) < 8:
+            shown.append((name, image, pred, gt))
         values = list(structures.values())
         dice = dice_score(pred, gt, labels=values)
         hd = hausdorff_distance(pred, gt, spacing=vox, percentile=95.0)
@@ -236,4 +250,52 @@ def run(args) -> int:
             )
         )
     print(f"wrote {args.out} ({len(rows) // len(structures)} cases)")
+    if args.png is not None:
+        if not shown:
+            raise ValueError("--png: the ground truth holds no images to show")
+        _picture(args.png, shown, structures, rows, force=args.force)
+        print(f"wrote {args.png}")
     return 0
+
+
+def _picture(path, shown, structures, rows, *, force: bool) -> None:
+    """Rows of (image, prediction outlines, ground-truth outlines) at the slice
+    with the most labelled voxels of each case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from jaxsim.io import atomic_path
+
+    colors = ["tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple"]
+    fig, axes = plt.subplots(
+        len(shown), 3, figsize=(7.5, 2.6 * len(shown)), squeeze=False
+    )
+    for row, (name, image, pred, gt) in zip(axes, shown, strict=True):
+        k = int(np.argmax((gt > 0).sum(axis=(1, 2))))
+        dice = {r["structure"]: r["dice"] for r in rows if r["case"] == name}
+        for ax, labels, title in (
+            (row[0], None, name),
+            (row[1], pred, "prediction"),
+            (row[2], gt, "ground truth"),
+        ):
+            ax.imshow(image[k], cmap="gray")
+            ax.set_axis_off()
+            if labels is not None:
+                for value, color in zip(structures.values(), colors, strict=False):
+                    if np.any(labels[k] == value):
+                        ax.contour(
+                            labels[k] == value, levels=[0.5], colors=color,
+                            linewidths=0.8,
+                        )  # fmt: skip
+            if labels is pred:
+                title = "prediction: Dice " + " ".join(
+                    f"{s} {dice[s]:.2f}" for s in structures if s in dice
+                )
+            ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, overwrite=force, what="evaluation picture") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

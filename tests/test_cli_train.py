@@ -176,8 +176,12 @@ def test_evaluate_table_against_numpy(tmp_path, capsys):
         for name, v in (("RV", 1), ("MYO", 2), ("LV", 3)):
             expected[(f"c{i}", name)] = _dice(pred, truth, v)
     out = tmp_path / "report.csv"
-    code, text, err = _run(["evaluate", pred_dir, gt_dir, "--out", out], capsys)
+    png = tmp_path / "report.png"
+    code, text, err = _run(
+        ["evaluate", pred_dir, gt_dir, "--out", out, "--png", png], capsys
+    )
     assert code == 0, err
+    assert png.read_bytes().startswith(b"\x89PNG")
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     by_case = {(r["case"], r["structure"]): r for r in rows}
