@@ -270,10 +270,15 @@ def _picture(path, shown, structures, rows, *, force: bool) -> None:
     from jaxsim.io import atomic_path
 
     colors = ["tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple"]
+    per_row = 1 if len(shown) == 1 else 2  # cases side by side
+    n_rows = -(-len(shown) // per_row)
     fig, axes = plt.subplots(
-        len(shown), 3, figsize=(7.5, 2.6 * len(shown)), squeeze=False
+        n_rows, 3 * per_row, figsize=(7.5 * per_row, 2.6 * n_rows), squeeze=False
     )
-    for row, (name, image, pred, gt) in zip(axes, shown, strict=True):
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    cells = [axes[i // per_row, 3 * (i % per_row) :] for i in range(len(shown))]
+    for row, (name, image, pred, gt) in zip(cells, shown, strict=True):
         k = int(np.argmax((gt > 0).sum(axis=(1, 2))))
         dice = {r["structure"]: r["dice"] for r in rows if r["case"] == name}
         for ax, labels, title in (

@@ -11,4 +11,5 @@ from ._generate import LabelSet as LabelSet
 from ._generate import simulate_label_set as simulate_label_set
 from ._sampler import Batch as Batch
 from ._sampler import SamplerSpec as SamplerSpec
+from ._sampler import kth_largest as kth_largest
 from ._sampler import sample_batch as sample_batch

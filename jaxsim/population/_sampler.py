@@ -262,12 +262,48 @@ def _tissue(key, spec, spread):
     return TissueProperties(pd=pd, t1=t1, t2=t2)
 
 
+def kth_largest(values, k: int):
+    """The ``k``-th largest of ``values`` along the last axis, exactly.
+
+    Bisection on the value (count how many are >= a threshold, halve the
+    interval) until the bounds are adjacent floats, then the smallest value at or
+    above the lower bound. On XLA:CPU this is about 40x faster than ``top_k`` or a
+    sort for an image's upper percentile, and gives the same number. NaNs are not
+    counted.
+
+    Args:
+        values: ``(..., n)`` real array.
+        k: rank, ``1 <= k <= n`` (1: the maximum).
+
+    Returns:
+        ``(...)`` array of the input's dtype.
+    """
+    values = jnp.asarray(values)
+    n = values.shape[-1]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must lie in [1, {n}]; got {k}")
+    finite = jnp.where(jnp.isnan(values), -jnp.inf, values)
+    lo = jnp.min(jnp.where(jnp.isnan(values), jnp.inf, values), axis=-1)
+    hi = jnp.max(finite, axis=-1)
+    # enough halvings to reach adjacent floats from any finite range
+    steps = 2 * (jnp.finfo(values.dtype).nmant + 1) + 16
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = lo + 0.5 * (hi - lo)
+        enough = jnp.sum(finite >= mid[..., None], axis=-1) >= k
+        return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, steps, body, (lo, hi))
+    return jnp.min(jnp.where(finite >= lo[..., None], finite, jnp.inf), axis=-1)
+
+
 def _upper_quantile(image, q):
-    """The ``q`` quantile (``q`` near 1) of an image's values by a partial sort
-    (``top_k`` of the few largest values is much cheaper than a full sort)."""
+    """The ``q`` quantile (``q`` near 1) of an image's values: its
+    ``ceil((1 - q) n)``-th largest."""
     flat = image.reshape(-1)
     k = max(1, math.ceil((1.0 - q) * flat.shape[0]))
-    return jax.lax.top_k(flat, k)[0][-1]
+    return kth_largest(flat, k)
 
 
 def _rotate(v, axis, angle):

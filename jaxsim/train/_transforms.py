@@ -21,6 +21,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxsim.population import kth_largest
+
 __all__ = [
     "Augmentation",
     "augment",
@@ -44,7 +46,7 @@ def normalize(image, *, percentile: float = 99.5):
     image = jnp.asarray(image)
     flat = image.reshape(image.shape[0], -1)
     k = max(1, math.ceil((1.0 - percentile / 100.0) * flat.shape[1]))
-    scale = jax.lax.top_k(flat, k)[0][:, -1]
+    scale = kth_largest(flat, k)
     scale = jnp.where(scale > 0, scale, 1.0)
     return image / scale.reshape((-1,) + (1,) * (image.ndim - 1))
 
