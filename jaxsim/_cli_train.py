@@ -49,8 +49,9 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
         "--model",
         default=d.model,
         choices=TRAINABLE_MODELS,
-        help=f"network on 2D slices (default {d.model}; dynunet is planned as "
-        "nnU-Net plans it, with deep supervision; segresnetvae adds its VAE loss)",
+        help=f"network (default {d.model}); unet2d, dynunet (planned as nnU-Net "
+        "plans it, with deep supervision) and segresnetvae (with its VAE loss) "
+        "see slices, unet3d stacks of consecutive slices",
     )
     p.add_argument(
         "--model-options",
@@ -81,10 +82,11 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--shape",
         type=int,
-        nargs=2,
+        nargs="+",
         default=list(d.shape),
-        metavar=("H", "W"),
-        help=f"network input size in pixels (default {d.shape[0]} {d.shape[1]})",
+        metavar="N",
+        help=f"network input size in pixels, H W (default {d.shape[0]} {d.shape[1]}); "
+        "D H W for unet3d (D consecutive slices; default 8)",
     )
     p.add_argument(
         "--pixel-size",
@@ -160,6 +162,15 @@ def run_train(args) -> int:
     from jaxsim._cli_common import parse_spacing
     from jaxsim.train import TrainConfig, run_training
 
+    shape = args.shape
+    ok = (len(shape) == 2 and min(shape) >= 8) or (
+        len(shape) == 3 and shape[0] >= 1 and min(shape[1:]) >= 8
+    )
+    if not ok:
+        raise ValueError(
+            "--shape takes H W (or D H W for unet3d), H and W >= 8 pixels; got "
+            + " ".join(map(str, shape))
+        )
     config = TrainConfig(
         model=args.model,
         model_options=_model_options(args.model_options),

@@ -298,21 +298,45 @@ def test_train_segment_evaluate_round_trip(cases, tmp_path, capsys):
     assert "trained 110 steps" in text
 
 
+UNET3D = json.dumps({"channels": [8, 16, 32], "strides": [[1, 2, 2], [2, 2, 2]]})
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("model", ["dynunet", "segresnetvae"])
-def test_other_networks_train_and_segment(model, cases, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("model", "shape", "options"),
+    [
+        ("dynunet", [64, 64], []),
+        ("segresnetvae", [64, 64], []),
+        ("unet3d", [4, 32, 32], ["--model-options", UNET3D]),
+    ],
+)
+def test_other_networks_train_and_segment(
+    model, shape, options, cases, tmp_path, capsys
+):
     run = tmp_path / model
     argv = [
         "train", "--data", cases, "--out", run, "--model", model, "--steps", 2,
-        "--batch-size", 2, "--shape", 64, 64, "--eval-every", 2, "--quiet",
+        "--batch-size", 2, "--shape", *shape, "--eval-every", 2, "--quiet", *options,
     ]  # fmt: skip
     code, text, err = _run(argv, capsys)
     assert code == 0, err
     meta = json.loads((run / "config.json").read_text())
-    assert meta["model"]["name"] == model and meta["model"]["spatial_dims"] == 2
+    assert meta["model"]["name"] == model
+    assert meta["model"]["spatial_dims"] == len(shape)
     code, _, err = _run(
         ["segment", "--model", run, cases / "case1.nii.gz", "--out", tmp_path / "s"],
         capsys,
     )
     assert code == 0, err
+    # nibabel's order (x, y, z) of the (3, 40, 40) volume
     assert nib.load(str(tmp_path / "s" / "case1_seg.nii.gz")).shape == (40, 40, 3)
+
+
+def test_train_shape_must_match_the_network(cases, tmp_path, capsys):
+    argv = ["train", "--data", cases, "--out", tmp_path / "r"]
+    code, _, err = _run([*argv, "--shape", 4, 32, 32], capsys)
+    assert code == 2 and "2D network" in err
+    code, _, err = _run([*argv, "--shape", 32], capsys)
+    assert code == 2 and "--shape" in err
+    code, _, err = _run([*argv, "--model", "unet3d", "--shape", 4, 4, 32], capsys)
+    assert code == 2 and "--shape" in err

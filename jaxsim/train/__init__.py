@@ -23,6 +23,7 @@ from ._loop import make_optimizer as make_optimizer
 from ._loop import predict_batches as predict_batches
 from ._run import DEFAULT_MODEL_OPTIONS as DEFAULT_MODEL_OPTIONS
 from ._run import TRAINABLE_MODELS as TRAINABLE_MODELS
+from ._run import input_layout as input_layout
 from ._run import load_run as load_run
 from ._run import make_objective as make_objective
 from ._run import model_options as model_options

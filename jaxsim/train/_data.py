@@ -40,14 +40,27 @@ class Preprocessing:
     Attributes:
         shape: ``(H, W)`` network input size (pixels).
         spacing: in-plane pixel size the network sees, mm.
-        percentile: intensity percentile that maps to 1 (per slice).
+        percentile: intensity percentile that maps to 1 (per slice, for 2D and
+            3D networks alike).
+        slices: ``None`` for 2D networks (inputs are slices); for 3D networks the
+            number of consecutive slices in a stack (inputs ``(slices, H, W)``;
+            the slices keep their own spacing, only the in-plane grid is
+            resampled).
     """
 
     shape: tuple[int, int] = (128, 128)
     spacing: float = 2.5
     percentile: float = 99.5
+    slices: int | None = None
 
     def __post_init__(self):
+        if self.slices is not None and (
+            isinstance(self.slices, bool) or int(self.slices) != self.slices
+            or self.slices < 1
+        ):  # fmt: skip
+            raise ValueError(
+                f"slices must be None or an integer >= 1; got {self.slices}"
+            )
         shape = tuple(int(n) for n in self.shape)
         if len(shape) != 2 or min(shape) < 8:
             raise ValueError(f"shape must be (H, W) with sides >= 8; got {shape}")
@@ -77,8 +90,11 @@ class SimulatedData:
     def __init__(self, preprocessing: Preprocessing, spec: SamplerSpec | None = None):
         s = preprocessing.spacing
         base = SamplerSpec() if spec is None else spec
+        shape = preprocessing.shape
+        if preprocessing.slices is not None:
+            shape = (preprocessing.slices, *shape)
         self.spec = base.replace(
-            shape=preprocessing.shape,
+            shape=shape,
             in_plane_spacing=(0.8 * s, 1.2 * s),
             scheme=ACDC,
             normalize=False,
@@ -87,7 +103,9 @@ class SimulatedData:
 
     def batch(self, key, n: int):
         b = sample_batch(key, n, self.spec)
-        images = normalize(b.images, percentile=self.percentile)
+        h, w = b.images.shape[-2:]  # per slice, stacks too (as real volumes)
+        images = normalize(b.images.reshape(-1, h, w), percentile=self.percentile)
+        images = images.reshape(b.images.shape)
         return images.astype(jnp.float32), b.labels
 
     def describe(self) -> dict:
@@ -98,17 +116,17 @@ class SliceData:
     """Batches of random slices from arrays held on device.
 
     Args:
-        images: ``(N, H, W)`` normalised slices.
-        labels: ``(N, H, W)`` uint8 task labels.
+        images: ``(N, H, W)`` normalised slices (or ``(N, D, H, W)`` stacks).
+        labels: the same shape, uint8 task labels.
         names: optional case name per slice (for reports).
     """
 
     def __init__(self, images, labels, names=None, kind: str = "slices"):
         images, labels = jnp.asarray(images, jnp.float32), jnp.asarray(labels)
-        if images.shape != labels.shape or images.ndim != 3:
+        if images.shape != labels.shape or images.ndim not in (3, 4):
             raise ValueError(
-                f"images and labels must both be (N, H, W); got {images.shape} and "
-                f"{labels.shape}"
+                "images and labels must both be (N, H, W) or (N, D, H, W); got "
+                f"{images.shape} and {labels.shape}"
             )
         if images.shape[0] == 0:
             raise ValueError("no slices to train on")
@@ -129,16 +147,39 @@ class SliceData:
 
 def slices_from_cases(cases: list[LabelledCase], preprocessing: Preprocessing):
     """Every slice of every case at the network's pixel size, and the case name of
-    each slice."""
+    each slice; for 3D networks (``preprocessing.slices``) every stack of that
+    many consecutive slices (stride 1; a shorter volume is padded with empty
+    slices at its end)."""
     images, labels, names = [], [], []
     for case in cases:
         img, lab = preprocessing.volume_slices(
             case.image, case.labels, case.spacing[1:]
         )
-        images.append(np.asarray(img))
-        labels.append(np.asarray(lab))
+        img, lab = np.asarray(img), np.asarray(lab)
+        if preprocessing.slices is not None:
+            img, lab = _stacks(img, lab, preprocessing.slices)
+        images.append(img)
+        labels.append(lab)
         names += [case.name] * img.shape[0]
     return np.concatenate(images), np.concatenate(labels), names
+
+
+def _pad_slices(volume, depth: int):
+    """``volume (nz, ...)`` padded with zero slices at its end to ``depth``."""
+    missing = depth - volume.shape[0]
+    if missing <= 0:
+        return volume
+    return np.concatenate(
+        [volume, np.zeros((missing, *volume.shape[1:]), volume.dtype)]
+    )
+
+
+def _stacks(image, labels, depth: int):
+    """All windows of ``depth`` consecutive slices: ``(n, depth, H, W)``."""
+    image, labels = _pad_slices(image, depth), _pad_slices(labels, depth)
+    n = image.shape[0] - depth + 1
+    idx = np.arange(n)[:, None] + np.arange(depth)[None]
+    return image[idx], labels[idx]
 
 
 class DatabaseData:
@@ -169,14 +210,24 @@ class DatabaseData:
         seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
         rng = np.random.default_rng(seed)
         images, labels = [], []
+        depth = self.preprocessing.slices
+        span = 1 if depth is None else depth
         picks = self.records[rng.integers(0, self.n_records, n)]
-        for r, k in zip(picks, rng.integers(0, self.nz, n), strict=True):
+        starts = rng.integers(0, max(1, self.nz - span + 1), n)
+        for r, k in zip(picks, starts, strict=True):
             image, tissue, geometry = self.db.record(int(r))
             spacing = tuple(float(s) for s in np.asarray(geometry.spacing))[1:]
-            lab = task_labels(np.asarray(tissue[k : k + 1]), self.scheme)
-            img, lab = self.preprocessing.volume_slices(image[k : k + 1], lab, spacing)
-            images.append(img[0])
-            labels.append(lab[0])
+            lab = task_labels(np.asarray(tissue[k : k + span]), self.scheme)
+            img, lab = self.preprocessing.volume_slices(
+                image[k : k + span], lab, spacing
+            )
+            img, lab = np.asarray(img), np.asarray(lab)
+            if depth is None:
+                img, lab = img[0], lab[0]
+            else:
+                img, lab = _pad_slices(img, depth), _pad_slices(lab, depth)
+            images.append(img)
+            labels.append(lab)
         return jnp.stack(images), jnp.stack(labels)
 
     def describe(self) -> dict:

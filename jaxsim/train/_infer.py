@@ -7,7 +7,9 @@ training, covered by overlapping windows of the network's input size whose class
 probabilities are blended with Gaussian weights (as nnU-Net does: the centre of a
 window is trusted more than its rim), optionally averaged with the predictions
 of the flipped slice, and the probabilities are resampled back to the input
-pixels before the arg-max, so the labels lie on the input grid.
+pixels before the arg-max, so the labels lie on the input grid. A 3D network sees
+the resampled volume through windows of ``slices`` consecutive slices as well,
+blended with 3D Gaussian weights.
 """
 
 from __future__ import annotations
@@ -80,6 +82,39 @@ def _probabilities(model, image_hw, preprocessing: Preprocessing, n_classes, tta
     return jnp.moveaxis((total / norm)[:hr, :wr], -1, 0)
 
 
+def _probabilities_3d(model, volume, preprocessing: Preprocessing, n_classes, tta):
+    """Blended class probabilities ``(C, nz, Hr, Wr)`` of a resampled stack by a 3D
+    network: windows of ``(slices, H, W)`` with Gaussian weights in 3D."""
+    d, (h, w) = preprocessing.slices, preprocessing.shape
+    nz, hr, wr = volume.shape
+    pz, ph, pw = max(d, nz), max(h, hr), max(w, wr)
+    padded = jnp.zeros((pz, ph, pw), volume.dtype).at[:nz, :hr, :wr].set(volume)
+    weights = jnp.asarray(gaussian_weights((d, h, w)))[..., None]
+    origins = [
+        (z, y, x)
+        for z in window_starts(pz, d)
+        for y in window_starts(ph, h)
+        for x in window_starts(pw, w)
+    ]
+    total = jnp.zeros((pz, ph, pw, n_classes))
+    norm = jnp.zeros((pz, ph, pw, 1))
+    for start in range(0, len(origins), 4):  # a few windows at a time
+        chunk = origins[start : start + 4]
+        batch = jnp.stack(
+            [padded[z : z + d, y : y + h, x : x + w] for z, y, x in chunk]
+        )[..., None]
+        probs = _softmax(model, batch)
+        if tta:
+            for axes in ((2,), (3,), (2, 3)):
+                flipped = _softmax(model, jnp.flip(batch, axis=axes))
+                probs = probs + jnp.flip(flipped, axis=axes)
+            probs = probs / 4.0
+        for (z, y, x), p in zip(chunk, probs, strict=True):
+            total = total.at[z : z + d, y : y + h, x : x + w].add(p * weights)
+            norm = norm.at[z : z + d, y : y + h, x : x + w].add(weights)
+    return jnp.moveaxis((total / norm)[:nz, :hr, :wr], -1, 0)
+
+
 def _softmax(model, batch):
     out = model(batch)
     logits = out[0] if isinstance(out, tuple | list) else out
@@ -96,10 +131,13 @@ def segment_volume(
     tta: bool = True,
     postprocess: bool = False,
 ) -> np.ndarray:
-    """Labels of a volume ``(nz, ny, nx)`` by a 2D network, on the input grid.
+    """Labels of a volume ``(nz, ny, nx)`` on the input grid, by a 2D network
+    slice by slice or by a 3D network (``preprocessing.slices``) over windows of
+    consecutive slices.
 
     Args:
-        model: the network in evaluation mode (``(B, H, W, 1) -> (B, H, W, C)``).
+        model: the network in evaluation mode (``(B, H, W, 1) -> (B, H, W, C)``,
+            or ``(B, D, H, W, 1) -> (B, D, H, W, C)`` in 3D).
         image: ``(nz, ny, nx)`` intensities.
         spacing: ``(sz, sy, sx)`` mm of the input.
         preprocessing: the network's :class:`Preprocessing` (from its run).
@@ -125,6 +163,11 @@ def segment_volume(
         jnp.asarray(image), None, to_input, jnp.zeros(2), (hr, wr)
     )
     resampled = normalize(resampled, percentile=preprocessing.percentile)
+    if preprocessing.slices is not None:  # a 3D network: the whole stack
+        probs = _probabilities_3d(model, resampled, preprocessing, n_classes, tta)
+        back, _ = warp_in_plane(probs, None, to_target, jnp.zeros(2), (ny, nx))
+        out = np.asarray(jnp.argmax(back, axis=0), np.uint8)
+        return largest_components(out, n_classes) if postprocess else out
     labels = []
     for k in range(image.shape[0]):
         probs = _probabilities(model, resampled[k], preprocessing, n_classes, tta)

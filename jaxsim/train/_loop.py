@@ -58,7 +58,8 @@ class TrainConfig:
             (a fixed batch from ``data``).
         steps: optimisation steps.
         batch_size: images per step (a multiple of the local device count).
-        shape: ``(H, W)`` network input size, pixels.
+        shape: ``(H, W)`` network input size in pixels; ``(D, H, W)`` for a 3D
+            network (``D`` consecutive slices per stack).
         spacing: in-plane pixel size the network sees, mm.
         optimizer: ``"sgd"`` (nnU-Net: Nesterov momentum 0.99, poly decay 0.9,
             weight decay 3e-5) or ``"adamw"`` (cosine decay).
@@ -107,6 +108,8 @@ class TrainConfig:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2^31); got {self.seed!r}")
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        if len(self.shape) not in (2, 3):
+            raise ValueError(f"shape must be (H, W) or (D, H, W); got {self.shape}")
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)

@@ -28,6 +28,7 @@ from ._loop import TrainConfig, Trainer, TrainResult, fit
 __all__ = [
     "DEFAULT_MODEL_OPTIONS",
     "TRAINABLE_MODELS",
+    "input_layout",
     "RUN_FORMAT",
     "load_run",
     "make_objective",
@@ -43,6 +44,13 @@ DEFAULT_MODEL_OPTIONS: dict[str, dict] = {
     "unet2d": {
         "channels": [16, 32, 64, 128, 256],
         "strides": [2, 2, 2, 2],
+        "num_res_units": 1,
+        "norm": "instance",
+    },
+    # stacks of few thick slices: in-plane downsampling first, through-plane later
+    "unet3d": {
+        "channels": [16, 32, 64, 128],
+        "strides": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
         "num_res_units": 1,
         "norm": "instance",
     },
@@ -78,8 +86,25 @@ def make_objective(config: TrainConfig):
     return objective
 
 
-#: 2D networks that ``jaxsim train`` builds (their input is a slice).
-TRAINABLE_MODELS = ("unet2d", "dynunet", "segresnetvae")
+#: Networks that ``jaxsim train`` builds: 2D ones see slices, ``unet3d`` stacks of
+#: ``shape[0]`` consecutive slices.
+TRAINABLE_MODELS = ("unet2d", "dynunet", "segresnetvae", "unet3d")
+MODELS_3D = ("unet3d",)
+#: Slices per stack when a 3D network is given a 2D ``shape``.
+DEFAULT_SLICES = 8
+
+
+def input_layout(config: TrainConfig) -> tuple[tuple[int, ...], int]:
+    """``(spatial input shape, spatial dims)`` of the configured network."""
+    three_d = config.model in MODELS_3D
+    shape = tuple(config.shape)
+    if three_d and len(shape) == 2:
+        shape = (DEFAULT_SLICES, *shape)
+    if not three_d and len(shape) == 3:
+        raise ValueError(
+            f"{config.model} is a 2D network: shape must be (H, W); got {shape}"
+        )
+    return shape, 3 if three_d else 2
 
 
 def model_options(config: TrainConfig) -> dict:
@@ -90,7 +115,7 @@ def model_options(config: TrainConfig) -> dict:
             f"model must be one of {TRAINABLE_MODELS} (2D networks on slices); "
             f"got {config.model!r}"
         )
-    size = [int(n) for n in config.shape]
+    size = [int(n) for n in input_layout(config)[0]]
     layout = {
         # nnU-Net's planner on the network's pixel grid (isotropic in-plane).
         "dynunet": {
@@ -115,7 +140,7 @@ def _model(config: TrainConfig, rngs):
             config.model,
             in_channels=1,
             out_channels=ACDC.n_classes,
-            spatial_dims=2,
+            spatial_dims=input_layout(config)[1],
             rngs=rngs,
             **options,
         )
@@ -162,10 +187,18 @@ def _describe(config, model, preprocessing, data) -> dict:
             "shape": list(preprocessing.shape),
             "spacing": preprocessing.spacing,
             "percentile": preprocessing.percentile,
+            "slices": preprocessing.slices,
         },
         "labels": {"scheme": ACDC.name, "classes": list(ACDC.classes)},
         "data": data.describe(),
     }
+
+
+def _preprocessing(config: TrainConfig) -> Preprocessing:
+    shape, dims = input_layout(config)
+    return Preprocessing(
+        shape=shape[-2:], spacing=config.spacing, slices=shape[0] if dims == 3 else None
+    )
 
 
 def run_training(
@@ -209,7 +242,7 @@ def run_training(
                 f"the run in {run_dir} was configured differently; resume it with "
                 "its own options (only the number of steps may change)"
             )
-    preprocessing = Preprocessing(shape=config.shape, spacing=config.spacing)
+    preprocessing = _preprocessing(config)
     data = open_data(
         config.data,
         preprocessing,
@@ -268,6 +301,9 @@ def load_run(run_dir: str | os.PathLike):
         trainer.restore(store)
     p = meta["preprocessing"]
     preprocessing = Preprocessing(
-        shape=tuple(p["shape"]), spacing=p["spacing"], percentile=p["percentile"]
+        shape=tuple(p["shape"]),
+        spacing=p["spacing"],
+        percentile=p["percentile"],
+        slices=p.get("slices"),
     )
     return trainer.model(), preprocessing, meta
