@@ -143,12 +143,19 @@ def test_slice_data_batches_are_stored_pairs_chosen_by_the_key():
         (np.zeros((3, 8, 8)), np.zeros((3, 8, 9))),
         (np.zeros((3, 8, 8)), np.zeros((2, 8, 8))),
         (np.zeros((8, 8)), np.zeros((8, 8))),
-        (np.zeros((2, 3, 8, 8)), np.zeros((2, 3, 8, 8))),
+        (np.zeros((2, 1, 3, 8, 8)), np.zeros((2, 1, 3, 8, 8))),
     ],
 )
 def test_slice_data_rejects_mismatched_arrays(images, labels):
-    with pytest.raises(ValueError, match=r"must both be \(N, H, W\)"):
+    with pytest.raises(ValueError, match=r"must both be \(N, H, W\) or \(N, D, H, W\)"):
         SliceData(images, labels)
+
+
+def test_slice_data_holds_stacks():
+    images = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    data = SliceData(images, np.zeros(images.shape, np.uint8))
+    batch, _ = data.batch(jax.random.key(0), 4)
+    assert batch.shape == (4, 3, 8, 8)
 
 
 def test_slice_data_rejects_no_slices():
