@@ -132,23 +132,6 @@ def _pairs(pred: Path, gt: Path):
     return out
 
 
-def _finite(values):
-    import numpy as np
-
-    v = np.asarray(values, float)
-    return v[np.isfinite(v)]
-
-
-def _nanmean(values) -> float:
-    v = _finite(values)
-    return float(v.mean()) if v.size else float("nan")
-
-
-def _nanstd(values) -> float:
-    v = _finite(values)
-    return float(v.std()) if v.size else float("nan")
-
-
 def run(args) -> int:
     import csv
 
@@ -156,11 +139,7 @@ def run(args) -> int:
 
     from jaxsim._cli_common import parse_spacing
     from jaxsim.io import CaseFiles, atomic_path, load_case
-    from jaxsim.metrics import (
-        average_surface_distance,
-        dice_score,
-        hausdorff_distance,
-    )
+    from jaxsim.metrics import SCORE_FIELDS, mean_sd, score_structures
 
     structures = _structures(args.labels)
     spacing = None if args.spacing is None else parse_spacing(args.spacing)
@@ -204,32 +183,19 @@ def run(args) -> int:
             )
         if image is not None and len(shown) < 8:
             shown.append((name, image, pred, gt))
-        values = list(structures.values())
-        dice = dice_score(pred, gt, labels=values)
-        hd = hausdorff_distance(pred, gt, spacing=vox, percentile=95.0)
-        asd = average_surface_distance(pred, gt, spacing=vox)
-        for structure, value in structures.items():
-            rows.append(
-                {
-                    "case": name,
-                    "structure": structure,
-                    "dice": float(dice.get(value, np.nan)),
-                    "hd95_mm": float(hd.get(value, np.nan)),
-                    "assd_mm": float(asd.get(value, np.nan)),
-                }
-            )
+        scores = score_structures(pred, gt, spacing=vox, structures=structures)
+        for structure, score in scores.items():
+            rows.append({"case": name, "structure": structure, **score})
     summary = []
     for structure in structures:
         sel = [r for r in rows if r["structure"] == structure]
-        for stat, fn in (("mean", _nanmean), ("sd", _nanstd)):
+        stats = {k: mean_sd(r[k] for r in sel) for k in SCORE_FIELDS}
+        for i, stat in enumerate(("mean", "sd")):
             summary.append(
                 {
                     "case": stat,
                     "structure": structure,
-                    **{
-                        k: float(fn([r[k] for r in sel]))
-                        for k in ("dice", "hd95_mm", "assd_mm")
-                    },
+                    **{k: stats[k][i] for k in SCORE_FIELDS},
                 }
             )
     with atomic_path(args.out, overwrite=args.force, what="evaluation table") as tmp:
@@ -248,6 +214,16 @@ def run(args) -> int:
                 f"{m['mean'][k]:>8.3f} ± {m['sd'][k]:<5.3f}"
                 for k in ("dice", "hd95_mm", "assd_mm")
             )
+        )
+    missed = {
+        st: sum(1 for r in rows if r["structure"] == st and r["hd95_mm"] == np.inf)
+        for st in structures
+    }
+    if any(missed.values()):
+        print(
+            "HD95 and ASSD average the cases where both maps hold the structure; "
+            "held by one only: "
+            + ", ".join(f"{st} {n}" for st, n in missed.items() if n)
         )
     print(f"wrote {args.out} ({len(rows) // len(structures)} cases)")
     if args.png is not None:

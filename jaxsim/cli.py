@@ -20,6 +20,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_fit",
     "jaxsim._cli_ct",
     "jaxsim._cli_train",
+    "jaxsim._cli_sim2real",
     "jaxsim._cli_evaluate",
 )
 

@@ -13,6 +13,9 @@ surface-distance (area-weighted surfels on the voxel-corner grid) by default, or
 MONAI's boundary voxels with ``convention="monai"``; ``docs/metrics.md`` compares
 the two.
 
+Reports: :func:`score_structures` (Dice, HD95, ASSD per named structure) and
+:func:`mean_sd` over cases.
+
 Clinical indices: :func:`label_volumes`, :func:`cardiac_indices` (LV/RV EDV, ESV,
 EF, LV mass) from label maps of a :class:`jaxsim.labels.LabelScheme`.
 """
@@ -25,6 +28,9 @@ from ._distribution import chi2_distance as chi2_distance
 from ._distribution import kl_divergence as kl_divergence
 from ._distribution import ks_distance as ks_distance
 from ._distribution import sample_distances as sample_distances
+from ._report import SCORE_FIELDS as SCORE_FIELDS
+from ._report import mean_sd as mean_sd
+from ._report import score_structures as score_structures
 from ._segmentation import SurfaceDistances as SurfaceDistances
 from ._segmentation import average_surface_distance as average_surface_distance
 from ._segmentation import dice_score as dice_score
@@ -43,6 +49,9 @@ __all__ = [
     "surface_distances",
     "hausdorff_distance",
     "average_surface_distance",
+    "SCORE_FIELDS",
+    "score_structures",
+    "mean_sd",
     "MYOCARDIAL_DENSITY",
     "CardiacIndices",
     "label_volumes",

@@ -28,6 +28,12 @@ from ._run import load_run as load_run
 from ._run import make_objective as make_objective
 from ._run import model_options as model_options
 from ._run import run_training as run_training
+from ._sim2real import STRUCTURES as STRUCTURES
+from ._sim2real import Sim2RealConfig as Sim2RealConfig
+from ._sim2real import evaluate_cases as evaluate_cases
+from ._sim2real import patient_phases as patient_phases
+from ._sim2real import run_sim2real as run_sim2real
+from ._sim2real import split_patients as split_patients
 from ._transforms import Augmentation as Augmentation
 from ._transforms import augment as augment
 from ._transforms import normalize as normalize

@@ -209,6 +209,9 @@ def run_training(
     overwrite: bool = False,
     progress: bool = True,
     until: int | None = None,
+    data=None,
+    validation=None,
+    init: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a network as ``config`` says, in ``run_dir``.
 
@@ -221,6 +224,13 @@ def run_training(
         overwrite: start afresh in a folder that holds another run.
         progress: progress bar.
         until: stop after this many steps (resume later).
+        data: a data source to use instead of opening ``config.data`` (e.g. a
+            :class:`SliceData` of chosen cases; ``config.data`` then only names
+            it in ``config.json``).
+        validation: ``(images, labels)`` for the validation Dice instead of the
+            default choice.
+        init: a run folder whose trained weights start this run (fine-tuning;
+            the network must be the same; the optimiser starts afresh).
 
     Raises:
         FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor
@@ -243,18 +253,20 @@ def run_training(
                 "its own options (only the number of steps may change)"
             )
     preprocessing = _preprocessing(config)
-    data = open_data(
-        config.data,
-        preprocessing,
-        spacing=config.data_spacing,
-        label_map=config.label_map,
-    )
-    validation = None
-    if isinstance(data, SliceData) and config.validation is None:
-        data, validation = _split_real(data)
+    if data is None:
+        data = open_data(
+            config.data,
+            preprocessing,
+            spacing=config.data_spacing,
+            label_map=config.label_map,
+        )
+        if isinstance(data, SliceData) and config.validation is None:
+            data, validation = _split_real(data)
     if validation is None:
         validation = _validation(config, data, preprocessing)
     model = _model(config, nnx.Rngs(config.seed))
+    if init is not None:
+        model = _initial_weights(model, init)
     meta = _describe(config, model, preprocessing, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite and not resume:
@@ -275,6 +287,19 @@ def run_training(
         progress=progress,
         until=until,
     )
+
+
+def _initial_weights(model, init):
+    """The trained network of the run in ``init``, if it is ``model``'s
+    architecture (in training mode)."""
+    trained, _, meta = load_run(init)
+    if meta["model"] != model_config(model):
+        raise ValueError(
+            f"the run in {init} trained another network ({meta['model']['name']} "
+            f"{meta['model']['options']}); fine-tune with the same model options"
+        )
+    trained.train()
+    return trained
 
 
 def load_run(run_dir: str | os.PathLike):
