@@ -60,6 +60,13 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
         help='network options as JSON, e.g. \'{"channels": [8, 16, 32], '
         '"strides": [2, 2]}\' (see jaxsim.models)',
     )
+    p.add_argument(
+        "--sim-options",
+        default=None,
+        metavar="JSON",
+        help="simulator settings for --data sim (SamplerSpec fields, ranges as "
+        'pairs), e.g. \'{"random_appearance": [0.5, 0.5], "clutter": [0, 8]}\'',
+    )
     p.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
     p.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}"
@@ -144,7 +151,7 @@ def label_mapping(spec: str | None) -> dict[int, int] | None:
     return {v: wanted[t] for t, v in tissues.items()}
 
 
-def _model_options(text: str | None) -> dict:
+def _model_options(text: str | None, flag: str = "--model-options") -> dict:
     import json
 
     if text is None:
@@ -152,9 +159,9 @@ def _model_options(text: str | None) -> dict:
     try:
         options = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--model-options must be a JSON object: {err}") from None
+        raise ValueError(f"{flag} must be a JSON object: {err}") from None
     if not isinstance(options, dict):
-        raise ValueError(f"--model-options must be a JSON object; got {text!r}")
+        raise ValueError(f"{flag} must be a JSON object; got {text!r}")
     return options
 
 
@@ -174,6 +181,7 @@ def run_train(args) -> int:
     config = TrainConfig(
         model=args.model,
         model_options=_model_options(args.model_options),
+        sampler=_model_options(args.sim_options, "--sim-options"),
         data=args.data,
         validation=args.validation,
         steps=args.steps,

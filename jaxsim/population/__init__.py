@@ -9,7 +9,9 @@ from ._design import Preset as Preset
 from ._design import parse_shard as parse_shard
 from ._generate import LabelSet as LabelSet
 from ._generate import simulate_label_set as simulate_label_set
+from ._sampler import MAX_CLUTTER as MAX_CLUTTER
 from ._sampler import Batch as Batch
 from ._sampler import SamplerSpec as SamplerSpec
+from ._sampler import check_spec as check_spec
 from ._sampler import kth_largest as kth_largest
 from ._sampler import sample_batch as sample_batch

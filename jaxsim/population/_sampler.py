@@ -42,6 +42,7 @@ from jaxsim.mr import (
     coil_sensitivities,
     default_tissue_properties,
     refine_in_plane,
+    smooth_field,
     tissue_property_std,
     tissue_signals,
 )
@@ -72,7 +73,12 @@ _RANGES = (
     "b0_std",
     "bias_std",
     "active_coils",
+    "random_appearance",
+    "clutter",
 )
+
+#: Most background blobs per item (``clutter``'s upper bound; static).
+MAX_CLUTTER = 12
 
 
 # Coil fields vary on the scale of the loop radius (~100 mm or more): a 16 x 16
@@ -127,6 +133,15 @@ class SamplerSpec:
             slices without myocardium are defined).
         b0_std: B0 field-map strength (Hz); bias_std: receive-bias strength.
         active_coils: number of active coils (rounded), at most ``n_coils``.
+        random_appearance: domain randomisation beyond physics, off by default:
+            the probability (drawn in the range per item) that the item's image
+            is replaced by random per-tissue intensities (uniform in [0, 1] per
+            tissue class, mixed by the same partial-volume fractions), a smooth
+            multiplicative bias and Gaussian noise, as SynthSeg does.
+        clutter: domain randomisation beyond physics, off by default: the number
+            of textured ellipses (rounded, at most :data:`MAX_CLUTTER`) painted
+            over the background (label 0) of the item, standing in for organs
+            and structures the phantom lacks.
     """
 
     shape: tuple = _static((128, 128))
@@ -151,6 +166,8 @@ class SamplerSpec:
     b0_std: tuple = (0.0, 60.0)
     bias_std: tuple = (0.0, 0.4)
     active_coils: tuple = (1.0, 4.0)
+    random_appearance: tuple = (0.0, 0.0)
+    clutter: tuple = (0.0, 0.0)
 
     def __post_init__(self):
         shape = tuple(int(n) for n in self.shape)
@@ -195,6 +212,8 @@ def check_spec(spec: SamplerSpec) -> None:
         "b0_std": (0.0, None),
         "bias_std": (0.0, None),
         "active_coils": (1.0, float(spec.n_coils)),
+        "random_appearance": (0.0, 1.0),
+        "clutter": (0.0, float(MAX_CLUTTER)),
     }
     for name in _RANGES:
         value = getattr(spec, name)
@@ -306,6 +325,47 @@ def _upper_quantile(image, q):
     return kth_largest(flat, k)
 
 
+def _randomise_appearance(key, image, fractions, labels, spec):
+    """Optional appearance randomisation beyond physics (see ``SamplerSpec``):
+    SynthSeg-style random tissue intensities, then background clutter. Both are
+    computed with static shapes and selected by draws, so one compilation serves
+    any setting."""
+    keys = jax.random.split(key, 9)
+    scale = jnp.maximum(jnp.max(image), 1e-12)
+    n_tissues = fractions.shape[0]
+    # random tissue intensities, smooth bias, noise
+    levels = jax.random.uniform(keys[0], (n_tissues,), image.dtype)
+    synthetic = jnp.tensordot(levels, fractions.astype(image.dtype), axes=1)
+    shape = synthetic.shape
+    bias = smooth_field(keys[1], shape, jax.random.uniform(keys[2], (), maxval=0.4))
+    sigma = jax.random.uniform(keys[3], (), minval=0.0, maxval=0.08)
+    synthetic = synthetic * jnp.exp(bias) + sigma * jax.random.normal(keys[4], shape)
+    synthetic = jnp.abs(synthetic) * scale
+    p = _uniform(keys[5], spec.random_appearance)
+    image = jnp.where(jax.random.bernoulli(keys[6], p), synthetic, image)
+    # clutter: textured ellipses over the background
+    n = jnp.round(_uniform(keys[7], spec.clutter))
+    k = jax.random.split(keys[8], 6)
+    m = MAX_CLUTTER
+    ny, nx = shape[-2:]
+    centre = jax.random.uniform(k[0], (m, 2)) * jnp.array([ny, nx])
+    radii = jax.random.uniform(k[1], (m, 2), minval=3.0, maxval=0.2 * min(ny, nx))
+    angle = jax.random.uniform(k[2], (m,), maxval=math.pi)
+    level = jax.random.uniform(k[3], (m,), minval=0.05, maxval=1.0) * scale
+    on = jnp.arange(m) < n
+    y, x = jnp.meshgrid(jnp.arange(ny), jnp.arange(nx), indexing="ij")
+    dy, dx = y[None] - centre[:, 0, None, None], x[None] - centre[:, 1, None, None]
+    c, s_ = jnp.cos(angle)[:, None, None], jnp.sin(angle)[:, None, None]
+    u = (c * dy + s_ * dx) / radii[:, 0, None, None]
+    v = (-s_ * dy + c * dx) / radii[:, 1, None, None]
+    inside = (u * u + v * v < 1.0) & on[:, None, None]  # (m, ny, nx)
+    texture = 1.0 + 0.3 * smooth_field(k[4], (m, ny, nx), 1.0)
+    paint = jnp.max(jnp.where(inside, level[:, None, None] * texture, 0.0), axis=0)
+    painted = jnp.any(inside, axis=0)
+    noise = 0.03 * scale * jax.random.normal(k[5], shape)
+    return jnp.where(painted & (labels == 0), jnp.abs(paint + noise), image)
+
+
 def _rotate(v, axis, angle):
     """Rodrigues rotation of ``v`` about unit ``axis``."""
     c, s = jnp.cos(angle), jnp.sin(angle)
@@ -369,6 +429,7 @@ def _simulate_item(key, subject, spec: SamplerSpec):
             "sequence",
             "acquisition",
             "noise",
+            "appearance",
         )
     }
     spacing_xy = _uniform(keys["spacing"], spec.in_plane_spacing)
@@ -427,6 +488,7 @@ def _simulate_item(key, subject, spec: SamplerSpec):
         coil_maps=maps * on,
     )
     image = acquire_cine(keys["noise"], anatomy, tissue, sequence, acquisition)[0][0]
+    image = _randomise_appearance(keys["appearance"], image, coarse, labels, spec)
     if spec.normalize:
         image = image / jnp.maximum(_upper_quantile(image, 0.995), 1e-12)
     spacing = jnp.stack([thickness, spacing_xy, spacing_xy])

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxsim.io import Database, LabelledCase, is_population_database, load_cases
 from jaxsim.labels import ACDC, LabelScheme, task_labels
-from jaxsim.population import SamplerSpec, sample_batch
+from jaxsim.population import SamplerSpec, check_spec, sample_batch
 
 from ._transforms import normalize, resample_in_plane
 
@@ -234,6 +234,25 @@ class DatabaseData:
         return {"kind": "database", "path": str(self.path), "records": self.n_records}
 
 
+def sampler_spec(overrides=None) -> SamplerSpec:
+    """A :class:`SamplerSpec` with fields overridden from JSON values (lists
+    become tuples); unknown fields are refused by name."""
+    overrides = dict(overrides or {})
+    known = {f.name for f in dataclasses.fields(SamplerSpec)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"sampler options {unknown} are not SamplerSpec fields; known: "
+            f"{sorted(known - {'scheme', 'shape'})}"
+        )
+    if "shape" in overrides or "scheme" in overrides:
+        raise ValueError("sampler options cannot set shape or scheme (the run does)")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    spec = SamplerSpec().replace(**values)
+    check_spec(spec)
+    return spec
+
+
 def open_data(
     spec: str,
     preprocessing: Preprocessing,
@@ -241,6 +260,7 @@ def open_data(
     spacing=None,
     label_map=None,
     scheme: LabelScheme = ACDC,
+    sampler=None,
 ):
     """A data source from a specification: ``"sim"``, a database ``.h5`` made by
     ``jaxsim population``, or a folder (or file) of real labelled cases.
@@ -251,13 +271,14 @@ def open_data(
         spacing: ``(sz, sy, sx)`` mm for real files that store none (HDF5).
         label_map: ``{file value: class value}`` for real labels.
         scheme: the task's label scheme.
+        sampler: ``SamplerSpec`` field overrides for ``"sim"``.
 
     Raises:
         ValueError, FileNotFoundError: unknown specification, missing path, or a
             folder without labelled cases.
     """
     if spec == "sim":
-        return SimulatedData(preprocessing)
+        return SimulatedData(preprocessing, sampler_spec(sampler))
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(

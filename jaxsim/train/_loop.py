@@ -73,6 +73,8 @@ class TrainConfig:
         label_map: ``{file value: class value}`` for real labels.
         validation_size: images in the fixed validation batch drawn from
             ``data`` when ``validation`` is ``None``.
+        sampler: :class:`~jaxsim.population.SamplerSpec` fields that ``"sim"``
+            data overrides (ranges as pairs), e.g. ``{"clutter": [0, 8]}``.
     """
 
     model: str = "unet2d"
@@ -93,6 +95,7 @@ class TrainConfig:
     data_spacing: tuple | None = None
     label_map: dict | None = None
     validation_size: int = 64
+    sampler: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):

@@ -259,6 +259,7 @@ def run_training(
             preprocessing,
             spacing=config.data_spacing,
             label_map=config.label_map,
+            sampler=config.sampler,
         )
         if isinstance(data, SliceData) and config.validation is None:
             data, validation = _split_real(data)
