@@ -73,6 +73,7 @@ _RANGES = (
     "b0_std",
     "bias_std",
     "active_coils",
+    "centre_offset",
     "random_appearance",
     "clutter",
 )
@@ -133,6 +134,9 @@ class SamplerSpec:
             slices without myocardium are defined).
         b0_std: B0 field-map strength (Hz); bias_std: receive-bias strength.
         active_coils: number of active coils (rounded), at most ``n_coils``.
+        centre_offset: distance of the LV axis from the image centre, as a
+            fraction of the field of view (drawn in the range, in a random
+            direction): the heart where a window of a larger scan sees it.
         random_appearance: domain randomisation beyond physics, off by default:
             the probability (drawn in the range per item) that the item's image
             is replaced by random per-tissue intensities (uniform in [0, 1] per
@@ -166,6 +170,7 @@ class SamplerSpec:
     b0_std: tuple = (0.0, 60.0)
     bias_std: tuple = (0.0, 0.4)
     active_coils: tuple = (1.0, 4.0)
+    centre_offset: tuple = (0.0, 0.0)
     random_appearance: tuple = (0.0, 0.0)
     clutter: tuple = (0.0, 0.0)
 
@@ -212,6 +217,7 @@ def check_spec(spec: SamplerSpec) -> None:
         "b0_std": (0.0, None),
         "bias_std": (0.0, None),
         "active_coils": (1.0, float(spec.n_coils)),
+        "centre_offset": (0.0, 0.5),
         "random_appearance": (0.0, 1.0),
         "clutter": (0.0, float(MAX_CLUTTER)),
     }
@@ -391,7 +397,7 @@ def _item_geometries(key, subject, spec, spacing_xy, thickness):
     """Geometries ``(nz,)`` of one item's slices (each a one-slice grid)."""
     ny, nx = spec.shape[-2:]
     nz = spec.shape[0] if spec.stack else 1
-    k_axes, k_pos, k_jit = jax.random.split(key, 3)
+    k_axes, k_pos, k_jit, k_off = jax.random.split(key, 4)
     axes = _slice_axes(k_axes, subject, spec)
     apex, base = lv_long_axis(subject)
     length = jnp.linalg.norm(apex - base)
@@ -404,6 +410,12 @@ def _item_geometries(key, subject, spec, spacing_xy, thickness):
         centres = mid + steps[:, None] * axes[2] + jitter
     else:
         centres = (base + (u * length) * long)[None]
+    # the heart away from the image centre, as a window of a larger scan sees it
+    ko = jax.random.split(k_off, 2)
+    radius = _uniform(ko[0], spec.centre_offset) * jnp.array([ny, nx]) * spacing_xy
+    direction = jax.random.uniform(ko[1], (), maxval=2 * math.pi)
+    in_plane = radius[0] * jnp.sin(direction), radius[1] * jnp.cos(direction)
+    centres = centres - (in_plane[0] * axes[1] + in_plane[1] * axes[0])[None]
 
     def one(centre):
         return ImageGeometry.from_axes(
