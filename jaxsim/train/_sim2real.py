@@ -341,6 +341,7 @@ def run_sim2real(
     runs_kw = dict(resume=resume, overwrite=overwrite and not resume, progress=progress)
 
     def train(name, cfg, **kw):
+        _release_compiled()
         run_dir = out / name
         t0 = time.perf_counter()
         done = _finished(run_dir, cfg.steps) if resume else False
@@ -428,6 +429,19 @@ def run_sim2real(
     }
     _write_json(marker, results)
     return results
+
+
+def _release_compiled() -> None:
+    """Drop compiled executables between runs: a long protocol compiles many
+    (every run's step, every test volume's shape), and a process that keeps them
+    all can run out of memory mappings for JIT code."""
+    import jax
+
+    from ._loop import _compiled_step, _optimizer
+
+    _compiled_step.cache_clear()
+    _optimizer.cache_clear()
+    jax.clear_caches()
 
 
 def _finished(run_dir: Path, steps: int) -> bool:
