@@ -67,13 +67,7 @@ def _probabilities(model, image_hw, preprocessing: Preprocessing, n_classes, tta
         for x in window_starts(pw, w):
             windows.append(padded[y : y + h, x : x + w])
             origins.append((y, x))
-    batch = jnp.stack(windows)[..., None]
-    probs = _softmax(model, batch)
-    if tta:
-        for axes in ((1,), (2,), (1, 2)):
-            flipped = _softmax(model, jnp.flip(batch, axis=axes))
-            probs = probs + jnp.flip(flipped, axis=axes)
-        probs = probs / 4.0
+    probs = _window_probabilities(model, jnp.stack(windows)[..., None], tta)
     total = jnp.zeros((ph, pw, n_classes))
     norm = jnp.zeros((ph, pw, 1))
     for (y, x), p in zip(origins, probs, strict=True):
@@ -103,16 +97,24 @@ def _probabilities_3d(model, volume, preprocessing: Preprocessing, n_classes, tt
         batch = jnp.stack(
             [padded[z : z + d, y : y + h, x : x + w] for z, y, x in chunk]
         )[..., None]
-        probs = _softmax(model, batch)
-        if tta:
-            for axes in ((2,), (3,), (2, 3)):
-                flipped = _softmax(model, jnp.flip(batch, axis=axes))
-                probs = probs + jnp.flip(flipped, axis=axes)
-            probs = probs / 4.0
+        probs = _window_probabilities(model, batch, tta)
         for (z, y, x), p in zip(chunk, probs, strict=True):
             total = total.at[z : z + d, y : y + h, x : x + w].add(p * weights)
             norm = norm.at[z : z + d, y : y + h, x : x + w].add(weights)
     return jnp.moveaxis((total / norm)[:nz, :hr, :wr], -1, 0)
+
+
+def _window_probabilities(model, batch, tta):
+    """Softmax of a batch of windows ``(B, *spatial, 1)``, averaged with the
+    predictions of the windows flipped along each in-plane axis and both."""
+    probs = _softmax(model, batch)
+    if not tta:
+        return probs
+    y, x = batch.ndim - 3, batch.ndim - 2  # the in-plane axes
+    for axes in ((y,), (x,), (y, x)):
+        flipped = _softmax(model, jnp.flip(batch, axis=axes))
+        probs = probs + jnp.flip(flipped, axis=axes)
+    return probs / 4.0
 
 
 def _softmax(model, batch):
