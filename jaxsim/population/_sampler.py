@@ -500,7 +500,16 @@ def _simulate_item(key, subject, spec: SamplerSpec):
         coil_maps=maps * on,
     )
     image = acquire_cine(keys["noise"], anatomy, tissue, sequence, acquisition)[0][0]
-    image = _randomise_appearance(keys["appearance"], image, coarse, labels, spec)
+    # a real branch (the switch depends on the spec only, not on the item): no
+    # cost when the randomisation is off
+    randomise = (jnp.asarray(spec.random_appearance[1]) > 0) | (
+        jnp.asarray(spec.clutter[1]) > 0
+    )
+    image = jax.lax.cond(
+        randomise,
+        lambda: _randomise_appearance(keys["appearance"], image, coarse, labels, spec),
+        lambda: image,
+    )
     if spec.normalize:
         image = image / jnp.maximum(_upper_quantile(image, 0.995), 1e-12)
     spacing = jnp.stack([thickness, spacing_xy, spacing_xy])

@@ -344,7 +344,7 @@ def run_sim2real(
         _release_compiled()
         run_dir = out / name
         t0 = time.perf_counter()
-        done = _finished(run_dir, cfg.steps) if resume else False
+        done = _finished(run_dir, cfg) if resume else False
         if not done:
             resume_this = resume and (run_dir / "config.json").exists()
             run_training(cfg, run_dir, **{**runs_kw, "resume": resume_this}, **kw)
@@ -444,14 +444,26 @@ def _release_compiled() -> None:
     jax.clear_caches()
 
 
-def _finished(run_dir: Path, steps: int) -> bool:
-    """A run whose last checkpoint is at ``steps``."""
+def _finished(run_dir: Path, config: TrainConfig) -> bool:
+    """A run of ``config`` whose last checkpoint is at its last step.
+
+    Raises:
+        ValueError: the folder holds a run configured otherwise (resuming would
+            reuse a network the protocol did not ask for).
+    """
     from jaxsim.io import CheckpointStore
 
-    if not (run_dir / "config.json").exists():
+    path = run_dir / "config.json"
+    if not path.exists():
         return False
+    saved = TrainConfig.from_json(json.loads(path.read_text())["config"])
+    if saved.to_json() != config.to_json():
+        raise ValueError(
+            f"{run_dir} holds a run configured otherwise; resume with the "
+            "protocol's own options, or start afresh (overwrite)"
+        )
     with CheckpointStore(run_dir) as store:
-        return store.latest == steps
+        return store.latest == config.steps
 
 
 def _line(title: str, rows: list[dict]) -> str:

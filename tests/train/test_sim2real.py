@@ -140,3 +140,5 @@ def test_sim2real_smoke(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     assert main(argv) == 2  # results are not overwritten silently
     assert main([*argv, "--resume"]) == 0  # finished runs are reused
+    # ... but never a run configured otherwise
+    assert main([*argv, "--resume", "--steps", "4"]) == 2
