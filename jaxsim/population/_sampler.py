@@ -76,10 +76,16 @@ _RANGES = (
     "centre_offset",
     "random_appearance",
     "clutter",
+    "trabeculae",
+    "texture",
 )
 
 #: Most background blobs per item (``clutter``'s upper bound; static).
 MAX_CLUTTER = 12
+
+#: Width (pixels of the simulation grid) of the endocardial band of the LV blood
+#: pool where papillary muscles and trabeculae are drawn (``trabeculae``).
+TRABECULAR_BAND = 4
 
 
 # Coil fields vary on the scale of the loop radius (~100 mm or more): a 16 x 16
@@ -146,6 +152,21 @@ class SamplerSpec:
             of textured ellipses (rounded, at most :data:`MAX_CLUTTER`) painted
             over the background (label 0) of the item, standing in for organs
             and structures the phantom lacks.
+        trabeculae: anatomy the analytic phantom lacks: the fraction (drawn in the
+            range per item) of the LV blood pool's endocardial band, up to
+            :data:`TRABECULAR_BAND` pixels from the compact myocardium, that is
+            papillary muscle and trabeculae. That tissue is simulated as LV
+            myocardium (same PD/T1/T2) but labelled LV blood, as ACDC labels the
+            cavity; the blobs are random (smoothed noise above a threshold), so
+            they form strands attached to the wall and islands in the pool.
+        texture: tissue heterogeneity the analytic phantom lacks: the standard
+            amplitude ``s`` (drawn in the range per item) of a random spatial
+            modulation of proton density, ``PD(x) = PD (1 + s tanh(n_t(x)))`` with
+            an independent smooth field ``n_t`` (unit variance, features of one to
+            a few pixels) per tissue, for every tissue but the cardiac blood pools
+            and walls (fat, organs, muscle and lungs are not uniform in real
+            images). The signal is linear in PD: exact physics for a textured PD
+            map.
     """
 
     shape: tuple = _static((128, 128))
@@ -173,6 +194,8 @@ class SamplerSpec:
     centre_offset: tuple = (0.0, 0.0)
     random_appearance: tuple = (0.0, 0.0)
     clutter: tuple = (0.0, 0.0)
+    trabeculae: tuple = (0.0, 0.0)
+    texture: tuple = (0.0, 0.0)
 
     def __post_init__(self):
         shape = tuple(int(n) for n in self.shape)
@@ -220,6 +243,8 @@ def check_spec(spec: SamplerSpec) -> None:
         "centre_offset": (0.0, 0.5),
         "random_appearance": (0.0, 1.0),
         "clutter": (0.0, float(MAX_CLUTTER)),
+        "trabeculae": (0.0, 1.0),
+        "texture": (0.0, 0.9),
     }
     for name in _RANGES:
         value = getattr(spec, name)
@@ -372,6 +397,71 @@ def _randomise_appearance(key, image, fractions, labels, spec):
     return jnp.where(painted & (labels == 0), jnp.abs(paint + noise), image)
 
 
+def _blur(field, sigma):
+    """Separable Gaussian blur of ``(..., ny, nx)`` over the last two axes (sigma
+    in pixels, static), edges padded by reflection."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = jnp.arange(-r, r + 1, dtype=field.dtype)
+    w = jnp.exp(-0.5 * (t / sigma) ** 2)
+    w = w / jnp.sum(w)
+    pad = [(0, 0)] * (field.ndim - 2) + [(r, r), (r, r)]
+    f = jnp.pad(field, pad, mode="reflect")
+    ny, nx = field.shape[-2:]
+    f = sum(w[i] * f[..., i : i + ny, :] for i in range(2 * r + 1))
+    return sum(w[i] * f[..., :, i : i + nx] for i in range(2 * r + 1))
+
+
+def _trabeculate(key, fractions, amount):
+    """Papillary muscles and trabeculae: move LV blood to LV myocardium tissue in
+    random blobs of the pool's endocardial band (see ``SamplerSpec.trabeculae``).
+
+    Args:
+        key: PRNG key.
+        fractions: ``(n_tissues, nz, ny, nx)`` partial-volume fractions.
+        amount: scalar in [0, 1], the share of the band that is muscle.
+
+    Returns:
+        Fractions of the same shape, still summing to one per voxel.
+    """
+    blood_i, myo_i = TISSUE_INDEX["lv_blood"], TISSUE_INDEX["lv_myocardium"]
+    blood, myo = fractions[blood_i], fractions[myo_i]
+    w = TRABECULAR_BAND
+    # pixels within w of compact myocardium (a max filter of the myocardium)
+    near = jax.lax.reduce_window(
+        myo, -jnp.inf, jax.lax.max, (1, 2 * w + 1, 2 * w + 1), (1, 1, 1), "SAME"
+    )
+    texture = _blur(jax.random.normal(key, blood.shape, blood.dtype), 1.2)
+    texture = texture / jnp.maximum(jnp.std(texture), 1e-12)
+    level = jax.scipy.special.ndtri(jnp.clip(1.0 - amount, 1e-4, 1.0 - 1e-4))
+    muscle = jax.nn.sigmoid((texture - level) / 0.15) * jnp.clip(near, 0.0, 1.0)
+    muscle = muscle * (amount > 0)
+    moved = blood * muscle
+    return fractions.at[blood_i].add(-moved).at[myo_i].add(moved)
+
+
+#: Tissues whose PD ``texture`` leaves uniform: the heart's pools and walls.
+_UNTEXTURED = tuple(
+    TISSUE_INDEX[t] for t in ("lv_blood", "rv_blood", "lv_myocardium", "rv_myocardium")
+)
+
+
+def _pd_texture(key, fractions, strength):
+    """Per-tissue smooth, bounded PD modulation of the fractions (see
+    ``SamplerSpec.texture``): returns ``fractions * (1 + strength tanh(n_t))`` for the
+    textured tissues, the fractions themselves for the heart's."""
+    k1, k2 = jax.random.split(key)
+    shape = fractions.shape
+    fine = _blur(jax.random.normal(k1, shape, fractions.dtype), 1.0)
+    coarse = _blur(jax.random.normal(k2, shape, fractions.dtype), 4.0)
+    field = fine / jnp.maximum(jnp.std(fine), 1e-12) + coarse / jnp.maximum(
+        jnp.std(coarse), 1e-12
+    )
+    field = field / math.sqrt(2.0)
+    keep = jnp.zeros((shape[0],), bool).at[jnp.asarray(_UNTEXTURED)].set(True)
+    mod = jnp.where(keep[:, None, None, None], 1.0, 1.0 + strength * jnp.tanh(field))
+    return fractions * mod
+
+
 def _rotate(v, axis, angle):
     """Rodrigues rotation of ``v`` about unit ``axis``."""
     c, s = jnp.cos(angle), jnp.sin(angle)
@@ -442,6 +532,8 @@ def _simulate_item(key, subject, spec: SamplerSpec):
             "acquisition",
             "noise",
             "appearance",
+            "trabeculae",
+            "texture",
         )
     }
     spacing_xy = _uniform(keys["spacing"], spec.in_plane_spacing)
@@ -483,6 +575,28 @@ def _simulate_item(key, subject, spec: SamplerSpec):
     tissue_labels = jnp.argmax(coarse, axis=0).astype(jnp.uint8)  # as label_map
     labels = task_labels(tissue_labels, spec.scheme)
     myo = tissue_labels == TISSUE_INDEX["lv_myocardium"]
+    # papillary muscles and trabeculae: myocardium to the physics, LV blood to the
+    # labels (computed above, from the fractions before the move)
+    fractions = jax.lax.cond(
+        jnp.asarray(spec.trabeculae[1]) > 0,
+        lambda: _trabeculate(
+            jax.random.fold_in(keys["trabeculae"], 1),
+            fractions,
+            _uniform(keys["trabeculae"], spec.trabeculae),
+        ),
+        lambda: fractions,
+    )
+    # tissue texture: a PD map per tissue (the image is linear in the fractions,
+    # which no longer sum to one here; labels and the SNR reference are set above)
+    fractions = jax.lax.cond(
+        jnp.asarray(spec.texture[1]) > 0,
+        lambda: _pd_texture(
+            jax.random.fold_in(keys["texture"], 1),
+            fractions,
+            _uniform(keys["texture"], spec.texture),
+        ),
+        lambda: fractions,
+    )
     # MRXCAT's SNR is relative to the mean myocardial magnitude; a slice may hold
     # no myocardium, so the reference is the myocardium's own noise-free echo.
     reference = jnp.abs(tissue_signals(tissue, sequence))[TISSUE_INDEX["lv_myocardium"]]
