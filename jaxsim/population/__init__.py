@@ -10,6 +10,7 @@ from ._design import parse_shard as parse_shard
 from ._generate import LabelSet as LabelSet
 from ._generate import simulate_label_set as simulate_label_set
 from ._sampler import MAX_CLUTTER as MAX_CLUTTER
+from ._sampler import PATHOLOGIES as PATHOLOGIES
 from ._sampler import TRABECULAR_BAND as TRABECULAR_BAND
 from ._sampler import Batch as Batch
 from ._sampler import SamplerSpec as SamplerSpec

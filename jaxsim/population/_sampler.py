@@ -47,6 +47,7 @@ from jaxsim.mr import (
     tissue_signals,
 )
 from jaxsim.phantoms import (
+    FIELD_SPECS,
     Subject,
     lv_long_axis,
     sample_subjects,
@@ -78,6 +79,7 @@ _RANGES = (
     "clutter",
     "trabeculae",
     "texture",
+    "pathology",
 )
 
 #: Most background blobs per item (``clutter``'s upper bound; static).
@@ -167,6 +169,13 @@ class SamplerSpec:
             and walls (fat, organs, muscle and lungs are not uniform in real
             images). The signal is linear in PD: exact physics for a textured PD
             map.
+        pathology: the probability (drawn in the range) that an item's subject
+            has a cardiomyopathy instead of normal adult anatomy: one of the
+            groups of :data:`PATHOLOGIES` (dilated, hypertrophic, infarcted with
+            reduced ejection, dilated RV), chosen uniformly, scales the normal
+            subject's volumes, ejection fraction and wall thickness into the
+            group's range (clipped to the valid subject ranges). Labelled data
+            sets such as ACDC hold four such groups for every normal one.
     """
 
     shape: tuple = _static((128, 128))
@@ -196,6 +205,7 @@ class SamplerSpec:
     clutter: tuple = (0.0, 0.0)
     trabeculae: tuple = (0.0, 0.0)
     texture: tuple = (0.0, 0.0)
+    pathology: tuple = (0.0, 0.0)
 
     def __post_init__(self):
         shape = tuple(int(n) for n in self.shape)
@@ -245,6 +255,7 @@ def check_spec(spec: SamplerSpec) -> None:
         "clutter": (0.0, float(MAX_CLUTTER)),
         "trabeculae": (0.0, 1.0),
         "texture": (0.0, 0.9),
+        "pathology": (0.0, 1.0),
     }
     for name in _RANGES:
         value = getattr(spec, name)
@@ -279,7 +290,8 @@ class Batch:
         cardiac_phase: ``(n,)`` phase of each item.
         affines: ``(n, nz, 4, 4)`` voxel-to-world affine of each slice (a one-slice
             grid each; ``nz = 1`` for 2D items).
-        subjects: the batched :class:`~jaxsim.phantoms.Subject` drawn.
+        subjects: the batched :class:`~jaxsim.phantoms.Subject` drawn (after any
+            ``pathology`` change: the anatomy the images show).
     """
 
     images: jax.Array
@@ -439,6 +451,45 @@ def _trabeculate(key, fractions, amount):
     return fractions.at[blood_i].add(-moved).at[myo_i].add(moved)
 
 
+#: Cardiomyopathy groups of ``SamplerSpec.pathology``: ``(name, (edv scale),
+#: (ejection fraction), (LV wall thickness scale), (RV/LV volume ratio scale))``,
+#: each a uniform range. Ranges follow the ACDC group definitions (dilated: EF
+#: below 40 % with a dilated LV; hypertrophic: walls over 15 mm with a normal or
+#: high EF; infarction: EF below 40 % with a moderately enlarged LV; abnormal RV:
+#: RV volume over 110 mL/m^2) and ACDC's reference values.
+PATHOLOGIES = (
+    ("dilated", (1.4, 2.1), (0.10, 0.40), (0.75, 1.0), (0.85, 1.0)),
+    ("hypertrophic", (0.65, 1.0), (0.60, 0.85), (1.6, 2.3), (0.8, 1.0)),
+    ("infarction", (1.1, 1.6), (0.20, 0.45), (0.8, 1.1), (0.9, 1.1)),
+    ("abnormal_rv", (0.85, 1.1), (0.45, 0.70), (0.9, 1.1), (1.3, 1.5)),
+)
+
+
+def _pathological(key, subject, probability):
+    """``subject`` with, at the given probability, one of :data:`PATHOLOGIES`."""
+    keys = jax.random.split(key, 6)
+    table = jnp.asarray([p[1:] for p in PATHOLOGIES], subject.edv.dtype)  # (G, 4, 2)
+    group = jax.random.randint(keys[0], (), 0, len(PATHOLOGIES))
+    u = jax.random.uniform(keys[1], (4,), subject.edv.dtype)
+    low, high = table[group, :, 0], table[group, :, 1]
+    edv_s, ef, wall_s, rv_s = low + u * (high - low)
+    sick = jax.random.bernoulli(keys[2], probability)
+
+    def clip(name, value):
+        spec = FIELD_SPECS[name]
+        return jnp.clip(value, spec.low, spec.high)
+
+    edv = clip("edv", subject.edv * edv_s)
+    changed = dataclasses.replace(
+        subject,
+        edv=edv,
+        esv=jnp.clip(edv * (1.0 - ef), FIELD_SPECS["esv"].low, edv),
+        wall_thickness=clip("wall_thickness", subject.wall_thickness * wall_s),
+        rv_lv_ratio=clip("rv_lv_ratio", subject.rv_lv_ratio * rv_s),
+    )
+    return jax.tree.map(lambda a, b: jnp.where(sick, a, b), changed, subject)
+
+
 #: Tissues whose PD ``texture`` leaves uniform: the heart's pools and walls.
 _UNTEXTURED = tuple(
     TISSUE_INDEX[t] for t in ("lv_blood", "rv_blood", "lv_myocardium", "rv_myocardium")
@@ -519,6 +570,11 @@ def _item_geometries(key, subject, spec, spacing_xy, thickness):
 
 
 def _simulate_item(key, subject, spec: SamplerSpec):
+    subject = _pathological(
+        stream(key, "sampler.pathology"),
+        subject,
+        _uniform(stream(key, "sampler.pathology_p"), spec.pathology),
+    )
     keys = {
         n: stream(key, f"sampler.{n}")
         for n in (
@@ -534,6 +590,7 @@ def _simulate_item(key, subject, spec: SamplerSpec):
             "appearance",
             "trabeculae",
             "texture",
+            "pathology",
         )
     }
     spacing_xy = _uniform(keys["spacing"], spec.in_plane_spacing)
@@ -629,7 +686,7 @@ def _simulate_item(key, subject, spec: SamplerSpec):
     spacing = jnp.stack([thickness, spacing_xy, spacing_xy])
     if not spec.stack:
         image, labels = image[0], labels[0]
-    return image, labels, spacing, phase, affines
+    return image, labels, spacing, phase, affines, subject
 
 
 @partial(jax.jit, static_argnums=(1,))
@@ -638,7 +695,7 @@ def _sample(key, n, spec):
     keys = jax.vmap(lambda i: jax.random.fold_in(stream(key, "sampler.items"), i))(
         jnp.arange(n)
     )
-    images, labels, spacing, phase, affines = jax.vmap(
+    images, labels, spacing, phase, affines, subjects = jax.vmap(
         lambda k, s: _simulate_item(k, s, spec)
     )(keys, subjects)
     return Batch(
