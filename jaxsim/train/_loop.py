@@ -81,7 +81,7 @@ class TrainConfig:
     model_options: dict = dataclasses.field(default_factory=dict)
     data: str = "sim"
     validation: str | None = None
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 16
     shape: tuple = (128, 128)
     spacing: float = 2.5
