@@ -109,7 +109,14 @@ class SimulatedData:
         return images.astype(jnp.float32), b.labels
 
     def describe(self) -> dict:
-        return {"kind": "sim", "shape": list(self.spec.shape)}
+        """The layout and every range the sampler draws from (so a run records
+        the simulation it saw, whatever the library's defaults become)."""
+        ranges = {
+            f.name: [float(v) for v in getattr(self.spec, f.name)]
+            for f in dataclasses.fields(self.spec)
+            if not f.metadata.get("static")
+        }
+        return {"kind": "sim", "shape": list(self.spec.shape), "ranges": ranges}
 
 
 class SliceData:

@@ -269,6 +269,14 @@ def run_training(
     if init is not None:
         model = _initial_weights(model, init)
     meta = _describe(config, model, preprocessing, data)
+    if resume and config_path.exists():
+        before = json.loads(config_path.read_text()).get("data", {})
+        if "ranges" in before and before != meta["data"]:
+            raise ValueError(
+                f"the run in {run_dir} trained on simulations drawn from other "
+                "ranges than the sampler's now (its defaults changed since it "
+                "started); start a new run"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite and not resume:
         import shutil

@@ -215,7 +215,31 @@ def test_open_data_sim_follows_the_preprocessing():
     assert isinstance(data, SimulatedData)
     assert data.spec.shape == (48, 40)
     assert data.spec.in_plane_spacing == pytest.approx((1.6, 2.4))
-    assert data.describe() == {"kind": "sim", "shape": [48, 40]}
+    described = data.describe()
+    assert described["kind"] == "sim" and described["shape"] == [48, 40]
+    # every range the sampler draws from is recorded, as drawn
+    assert described["ranges"]["in_plane_spacing"] == pytest.approx([1.6, 2.4])
+    assert described["ranges"]["texture"] == list(data.spec.texture)
+    assert "shape" not in described["ranges"] and "n_coils" not in described["ranges"]
+
+
+def test_resume_refuses_a_run_drawn_from_other_ranges(tmp_path):
+    import json
+
+    from jaxsim.train import TrainConfig, run_training
+
+    tiny = {"channels": [4, 8], "strides": [2]}
+    config = TrainConfig(
+        data="sim", shape=(32, 32), spacing=2.5, steps=2, model_options=tiny
+    )
+    described = open_data("sim", Preprocessing(shape=(32, 32), spacing=2.5)).describe()
+    described["ranges"]["texture"] = [0.0, 0.0]  # the run was made before a change
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": config.to_json(), "data": described})
+    )
+    held = SliceData(np.zeros((2, 32, 32), np.float32), np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="other ranges"):
+        run_training(config, tmp_path, resume=True, validation=held)
 
 
 def test_simulated_batch():
