@@ -1,11 +1,12 @@
 """On-device training data: labelled images per second from ``sample_batch``.
 
 Rows: 2D short-axis slices at 128 x 128 and 192 x 192 (batch 32) and 3D stacks
-(8 x 128 x 128, batch 4), compiled steady state (compile timed apart). Baseline in
-the same run: reading the same number of labelled records (image + label map)
-from an HDF5 database that ``jaxsim population --preset quick`` wrote (the
-library call behind it), with the reader of ``jaxsim.io``, which is what a
-training loop over a disk database does per batch.
+(8 x 128 x 128, batch 4), compiled steady state (compile timed apart), with the
+default ranges; and 128 x 128 slices without the default PD texture, for its
+cost. Baseline in the same run: reading the same number of labelled records
+(image + label map) from an HDF5 database that ``jaxsim population --preset
+quick`` wrote (the library call behind it), with the reader of ``jaxsim.io``,
+which is what a training loop over a disk database does per batch.
 
     python benchmarks/bench_sampler.py [--repeats 5]
 """
@@ -27,8 +28,14 @@ from jaxsim.population import PRESETS, PopulationDesign, SamplerSpec, sample_bat
 
 def sampler_rows(repeats: int) -> list[dict]:
     rows = []
-    for shape, n in (((128, 128), 32), ((192, 192), 32), ((8, 128, 128), 4)):
-        spec = SamplerSpec(shape=shape)
+    cases = (
+        ((128, 128), 32, {}),
+        ((128, 128), 32, {"texture": (0.0, 0.0)}),
+        ((192, 192), 32, {}),
+        ((8, 128, 128), 4, {}),
+    )
+    for shape, n, changes in cases:
+        spec = SamplerSpec(shape=shape).replace(**changes)
         keys = iter(jax.random.split(jax.random.key(0), repeats + 2))
         t = time_call(
             lambda keys=keys, n=n, spec=spec: sample_batch(next(keys), n, spec),
@@ -37,7 +44,8 @@ def sampler_rows(repeats: int) -> list[dict]:
         unit = "stacks/s" if len(shape) == 3 else "slices/s"
         rows.append(
             {
-                "case": f"sample_batch {shape} x {n}",
+                "case": f"sample_batch {shape} x {n}"
+                + (" no texture" if changes else ""),
                 **t,
                 "per_s": n / t["median_s"],
                 "unit": unit,
