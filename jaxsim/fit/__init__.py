@@ -25,3 +25,10 @@ from ._noise import estimate_noise_sigma as estimate_noise_sigma
 from ._objective import make_objective as make_objective
 from ._objective import make_prior as make_prior
 from ._plot import plot_histograms as plot_histograms
+from ._twin import FITTED_FIELDS as FITTED_FIELDS
+from ._twin import STRUCTURES as STRUCTURES
+from ._twin import TwinResult as TwinResult
+from ._twin import fit_twin as fit_twin
+from ._twin import twin_labels as twin_labels
+from ._twin_init import label_moments as label_moments
+from ._twin_plot import plot_twin as plot_twin

@@ -11,6 +11,8 @@ beyond the analytic family, smoothly, invertibly and without changing any volume
 from jaxsim.geometry import ImageGeometry as ImageGeometry
 
 from ._deformation import end_diastolic_positions as end_diastolic_positions
+from ._heart import HeartPose as HeartPose
+from ._heart import heart_pose as heart_pose
 from ._labels import TISSUE_INDEX as TISSUE_INDEX
 from ._labels import TISSUES as TISSUES
 from ._motion import end_systolic_phase as end_systolic_phase

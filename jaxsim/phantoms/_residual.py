@@ -32,6 +32,7 @@ Zero control values give a zero field exactly, hence today's phantom bit for bit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -341,10 +342,12 @@ def displacement_grid(deformation: ResidualDeformation, *, inverse=True) -> jax.
         (n - 1) / (hi - lo)
         for n, lo, hi in zip(shape, deformation.lower, deformation.upper, strict=True)
     ]
-    for _ in range(deformation.steps):
+
+    def square(_, u):  # u <- u + u o (id + u): the map composed with itself
         g = tuple(nodes[a] + u[..., a] * scale[a] for a in range(3))
-        u = u + _trilinear(u, g)
-    return u
+        return u + _trilinear(u, g)
+
+    return jax.lax.fori_loop(0, deformation.steps, square, u)
 
 
 def heart_displacement(deformation, grid, rot, apex, p):
@@ -389,8 +392,6 @@ def deform_points(subject, points, *, inverse=False, respiratory_phase=0.0):
         >>> deform_points(s, jnp.zeros((2, 3))).shape
         (2, 3)
     """
-    from ._heart import heart_pose
-
     points = jnp.asarray(points)
     if points.ndim < 1 or points.shape[-1] != 3:
         raise ValueError(f"points must have shape (..., 3); got {points.shape}")
@@ -398,6 +399,14 @@ def deform_points(subject, points, *, inverse=False, respiratory_phase=0.0):
     if deformation is None:
         return points
     check_deformation(deformation, "subject.deformation")
+    return _deform(subject, points, inverse, respiratory_phase)
+
+
+@functools.partial(jax.jit, static_argnames=("inverse",))
+def _deform(subject, points, inverse, respiratory_phase):
+    from ._heart import heart_pose
+
+    deformation = subject.deformation
     pose = heart_pose(subject, respiratory_phase)
     grid = displacement_grid(deformation, inverse=inverse)
     p = tuple(points[..., c] for c in range(3))
