@@ -222,9 +222,9 @@ def run(args: argparse.Namespace) -> int:
     spacing = None if args.spacing is None else parse_spacing(args.spacing)
     raw_ed, image, geom = _read(args.labels, spacing)
     ed = _to_acdc(raw_ed, classes, "LABELS")
-    es = None
+    es, image_es = None, None
     if args.es is not None:
-        raw_es, _, geom_es = _read(args.es, spacing)
+        raw_es, image_es, geom_es = _read(args.es, spacing)
         es = _to_acdc(raw_es, classes, "--es")
         if es.shape != ed.shape:
             raise ValueError(
@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     real = {"ED": ed} if es is None else {"ED": ed, "ES": es}
-    cine, k = None, int(np.argmax(np.sum(ed == 3, axis=(1, 2))))
+    z = np.nonzero(np.any(ed == 3, axis=(1, 2)))[0]
+    cine, k = None, int(z[len(z) // 2])  # a mid-ventricular slice
     if not args.no_cine:
         cine = _cine_slice(result, k)
     save_nifti(
@@ -255,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
             args.out / "twin_es.nii.gz", result.labels["ES"], geom, overwrite=args.force
         )
     with atomic_path(args.out / "twin.png", overwrite=args.force) as tmp:
-        plot_twin(result, real, tmp, image=image, cine=cine, cine_slice=k)
+        images = {"ED": image, "ES": image_es}
+        plot_twin(result, real, tmp, images=images, cine=cine, cine_slice=k)
     report = _report(args, result, classes, geom.static_spacing())
     with atomic_path(args.out / "report.json", overwrite=args.force) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

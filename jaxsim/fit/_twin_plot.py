@@ -36,7 +36,7 @@ def plot_twin(
     real: dict,
     path: str | os.PathLike,
     *,
-    image: np.ndarray | None = None,
+    images: dict | None = None,
     cine: np.ndarray | None = None,
     cine_slice: int | None = None,
     n_slices: int = 3,
@@ -49,7 +49,8 @@ def plot_twin(
         real: ``{"ED": labels, "ES": labels}`` real ACDC label maps
             ``(nz, ny, nx)`` (the phases fitted).
         path: output PNG (overwritten; callers check first).
-        image: optional real ED image ``(nz, ny, nx)`` shown under the contours.
+        images: optional ``{"ED": image, "ES": image}`` real images ``(nz, ny,
+            nx)`` shown under the labels.
         cine: optional ``(ny, nx)`` simulated cine magnitude of the twin (slice
             ``cine_slice``, ED), shown in the last column.
         cine_slice: the slice index ``cine`` shows.
@@ -74,8 +75,8 @@ def plot_twin(
         dice = result.dice[phase]
         for c, k in enumerate(picks):
             ax = axes[r][c]
-            if image is not None and phase == "ED":
-                ax.imshow(image[k][rows, cols], cmap="gray")
+            if images is not None and images.get(phase) is not None:
+                ax.imshow(images[phase][k][rows, cols], cmap="gray")
             else:
                 ax.imshow(np.zeros_like(real[phase][k][rows, cols]), cmap="gray")
             ax.imshow(
