@@ -34,7 +34,9 @@ def main() -> None:
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     smoke = os.environ.get("SMOKE") == "1"
-    patients = sorted({p.name.split("_")[0] for p in folder.glob("patient*_frame01.h5")})
+    patients = sorted(
+        {p.name.split("_")[0] for p in folder.glob("patient*_frame01.h5")}
+    )
     if smoke:
         patients = patients[:1]
     rows = []
@@ -60,13 +62,16 @@ def main() -> None:
         for name in ("LV", "MYO", "RV"):
             values = [r["dice"][phase][name] for r in rows if phase in r["dice"]]
             if values:
-                summary[f"{phase}_{name}"] = [float(np.mean(values)), float(np.std(values))]
+                summary[f"{phase}_{name}"] = [
+                    float(np.mean(values)),
+                    float(np.std(values)),
+                ]
     seconds = [r["seconds"] for r in rows]
     out = {
         "environment": environment(),
         "spacing_mm": SPACING,
         "rows": rows,
-        "mean_sd": summary,
+        "mean_sd": {k: [float(x) for x in v] for k, v in summary.items()},
         "seconds_per_patient": float(np.mean(seconds)),
         "seconds_per_volume": float(np.sum(seconds) / sum(r["volumes"] for r in rows)),
     }

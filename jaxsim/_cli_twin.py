@@ -154,17 +154,11 @@ def _cine_slice(result, k):
 
 
 def _report(args, result, classes, spacing):
+    from jaxsim.phantoms import FIELD_SPECS
+
     s = result.subject
     d = s.deformation
-    fields = {
-        f: np.asarray(getattr(s, f)).tolist()
-        for f in (
-            "sex", "edv", "esv", "wall_thickness", "lv_aspect",
-            "longitudinal_shortening", "rv_lv_ratio", "rv_wall_thickness",
-            "heart_azimuth", "heart_elevation", "heart_roll", "heart_offset",
-            "heart_scale", "rr_interval", "es_time",
-        )
-    }  # fmt: skip
+    fields = {f: np.asarray(getattr(s, f)).tolist() for f in FIELD_SPECS}
     return {
         "dice": result.dice["ED"],
         "dice_by_phase": result.dice,
@@ -173,6 +167,7 @@ def _report(args, result, classes, spacing):
             "subject": fields,
             "es_phase": result.es_phase,
             "twin_affine": np.asarray(result.geometry.affine).tolist(),
+            "grid_shape": list(result.geometry.shape),
             "deformation": {
                 "control": np.asarray(d.control).tolist(),
                 "lower_mm": list(d.lower),

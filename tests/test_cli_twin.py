@@ -75,3 +75,9 @@ def test_real_acdc_case(shared_data, tmp_path, capsys):
     assert (out / "twin.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "twin_es.nii.gz").exists()
     assert main(args) == 2  # no overwrite without --force
+    # the report rebuilds the twin: its label map on the real grid is the file's
+    from jaxsim.fit import twin_from_parameters, twin_labels
+
+    subject, geometry = twin_from_parameters(report["parameters"])
+    assert geometry.shape == real.shape
+    assert np.array_equal(twin_labels(subject, geometry), twin)

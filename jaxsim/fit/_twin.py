@@ -47,7 +47,14 @@ from jaxsim.phantoms import (
 
 from ._twin_init import initial_pose, initial_subject, label_moments
 
-__all__ = ["TwinResult", "fit_twin", "twin_labels", "STRUCTURES", "FITTED_FIELDS"]
+__all__ = [
+    "TwinResult",
+    "fit_twin",
+    "twin_labels",
+    "twin_from_parameters",
+    "STRUCTURES",
+    "FITTED_FIELDS",
+]
 
 #: Report names of the ACDC structures and their label values.
 STRUCTURES = {"LV": 3, "MYO": 2, "RV": 1}
@@ -394,3 +401,45 @@ def _twin_outputs(model, params, geometry, real, supersample):
         )
     dice = {k: _dice(labels[k], r) for k, r in zip(labels, real, strict=True)}
     return subject, twin_geom, phase, labels, dice
+
+
+def twin_from_parameters(parameters: dict, *, dtype=jnp.float32):
+    """Rebuild a twin from the ``parameters`` of a ``jaxsim twin`` report.
+
+    Args:
+        parameters: ``report["parameters"]``: ``subject`` (every field of
+            :data:`jaxsim.phantoms.FIELD_SPECS`), ``deformation`` (``control``,
+            ``lower_mm``, ``upper_mm``, ``max_displacement_mm``, ``steps``,
+            ``resolution``), ``twin_affine`` (4x4) and ``grid_shape``.
+        dtype: float dtype of the leaves.
+
+    Returns:
+        ``(subject, geometry)``: the twin's ``Subject`` (deformation set) and the
+        real grid placed in the phantom's world; pass both to any simulator.
+
+    Raises:
+        ValueError: a missing entry, or an invalid subject.
+    """
+    from jaxsim.phantoms import FIELD_SPECS, check_subject
+
+    try:
+        fields = parameters["subject"]
+        d = parameters["deformation"]
+        values = {f: jnp.asarray(fields[f], dtype) for f in FIELD_SPECS}
+        deformation = ResidualDeformation(
+            control=jnp.asarray(d["control"], dtype),
+            lower=tuple(d["lower_mm"]),
+            upper=tuple(d["upper_mm"]),
+            max_displacement=d["max_displacement_mm"],
+            steps=d["steps"],
+            resolution=d["resolution"],
+        )
+        geometry = ImageGeometry(
+            affine=jnp.asarray(parameters["twin_affine"], dtype),
+            shape=tuple(parameters["grid_shape"]),
+        )
+    except KeyError as err:
+        raise ValueError(f"parameters lack the entry {err.args[0]!r}") from None
+    subject = Subject(**values, deformation=deformation)
+    check_subject(subject)
+    return subject, geometry

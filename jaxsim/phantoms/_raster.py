@@ -260,7 +260,10 @@ def tissue_fractions(
     Returns:
         ``(len(TISSUES), nz, ny, nx)`` array (the geometry's float dtype) of
         fractions in [0, 1] that sum to 1 in every voxel; differentiable in every
-        subject parameter.
+        subject parameter, and in the control values of ``subject.deformation``
+        when set (the heart's layers are evaluated at the query points pulled back
+        through the residual deformation; zero control values give the analytic
+        heart bit for bit).
 
     Raises:
         ValueError: invalid subject, phase or supersampling.
