@@ -15,8 +15,8 @@ a rigid pose of the heart relative to the stack (initialised by matching the
 labels' moments), the subject's LV/RV size parameters (through the
 :mod:`jaxsim.parameters` bijection, so the subject stays valid) and the
 deformation's control values, with small quadratic penalties on the latter two.
-Stages: pose and sizes on a grid twice as coarse in-plane, then everything on the
-real grid.
+Stages: pose and sizes first, then pose, sizes and deformation, on the real grid
+cropped to the labelled region.
 """
 
 from __future__ import annotations
@@ -120,44 +120,35 @@ def _check_labels(name, labels, shape=None):
     return labels.astype(np.uint8)
 
 
-def _crop_box(masks, geometry, margin, factor):
-    """Row/column ranges around the labelled voxels (+ margin mm), sized to a
-    multiple of ``factor``, clipped to the grid."""
+def _crop_box(masks, geometry, margin):
+    """Row and column ranges ``((j0, j1), (i0, i1))`` of the labelled voxels plus
+    ``margin`` mm, clipped to the grid."""
     union = np.any(np.stack(masks), axis=(0, 1))
     spacing = np.asarray(geometry.static_spacing())  # (sz, sy, sx)
-    _, ny, nx = geometry.shape
     out = []
-    for axis, n, step in ((0, ny, spacing[1]), (1, nx, spacing[2])):
+    for axis, n, step in (
+        (0, union.shape[0], spacing[1]),
+        (1, union.shape[1], spacing[2]),
+    ):
         idx = np.nonzero(np.any(union, axis=1 - axis))[0]
         pad = int(np.ceil(margin / step))
-        lo, hi = max(0, idx.min() - pad), min(n, idx.max() + 1 + pad)
-        size = -(-(hi - lo) // factor) * factor
-        lo = max(0, min(lo, n - size))
-        out.append((lo, min(n, lo + size)))
+        out.append((max(0, idx.min() - pad), min(n, idx.max() + 1 + pad)))
     return out
 
 
-def _sub_grid(affine, rows, cols, shape_z, factor):
-    """Affine and shape of the crop sampled ``factor`` times coarser in-plane."""
+def _crop_affine(affine, rows, cols):
+    """Affine and shape of the in-plane crop ``rows``, ``cols`` of a grid."""
     (j0, j1), (i0, i1) = rows, cols
-    a = np.asarray(affine, np.float64)
-    shift = (factor - 1) / 2.0
-    origin = a[:3, 3] + (i0 + shift) * a[:3, 0] + (j0 + shift) * a[:3, 1]
-    out = a.copy()
-    out[:3, 0] *= factor
-    out[:3, 1] *= factor
-    out[:3, 3] = origin
-    return out, (shape_z, (j1 - j0) // factor, (i1 - i0) // factor)
+    a = np.asarray(affine, np.float64).copy()
+    a[:3, 3] = a[:3, 3] + i0 * a[:3, 0] + j0 * a[:3, 1]
+    return a, (int(j1 - j0), int(i1 - i0))
 
 
-def _soft_target(labels, rows, cols, factor):
-    """One-hot ``(4, nz, ny', nx')`` ACDC targets averaged over in-plane blocks."""
+def _onehot(labels, rows, cols):
+    """One-hot ``(4, nz, ny', nx')`` float32 ACDC targets in the crop."""
     (j0, j1), (i0, i1) = rows, cols
     crop = labels[:, j0:j1, i0:i1]
-    onehot = (crop[None] == np.arange(4)[:, None, None, None]).astype(np.float32)
-    c, nz, ny, nx = onehot.shape
-    blocks = onehot.reshape(c, nz, ny // factor, factor, nx // factor, factor)
-    return blocks.mean(axis=(3, 5))
+    return (crop[None] == np.arange(4)[:, None, None, None]).astype(np.float32)
 
 
 def _rotation(omega):
@@ -264,9 +255,9 @@ def fit_twin(
     geometry: ImageGeometry,
     *,
     labels_es=None,
-    steps=(60, 90),
-    grid_shape=(5, 5, 6),
-    max_displacement=20.0,
+    steps=(40, 160),
+    grid_shape=(6, 6, 7),
+    max_displacement=30.0,
     supersample=(2, 1, 1),
     margin=12.0,
     learning_rate=0.05,
@@ -284,8 +275,8 @@ def fit_twin(
         labels_es: optional ES labels on the same grid, fitted jointly (same pose
             and deformation; the ES frame is rendered at the subject's
             end-systolic phase).
-        steps: ``(coarse, fine)`` Adam steps: pose and sizes on a grid twice as
-            coarse in-plane, then pose, sizes and deformation on the real grid.
+        steps: ``(first, second)`` Adam steps: pose and sizes, then pose, sizes
+            and deformation (one compiled objective serves both).
         grid_shape: deformation control points along ``e_rv, e_3, e_long``.
         max_displacement: bound (mm) on the deformation.
         supersample: rasteriser sub-samples per voxel ``(sz, sy, sx)``.
@@ -313,7 +304,14 @@ def fit_twin(
         labels_es = _check_labels("labels_es", labels_es, geometry.shape)
     steps = tuple(int(s) for s in steps)
     if len(steps) != 2 or min(steps) < 0:
-        raise ValueError(f"steps must be two ints >= 0 (coarse, fine); got {steps}")
+        raise ValueError(f"steps must be two ints >= 0; got {steps}")
+    for name, value in (("margin", margin), ("learning_rate", learning_rate)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be finite and > 0; got {value!r}")
+    if len(regularisation) != 2 or min(regularisation) < 0:
+        raise ValueError(
+            f"regularisation must be two weights >= 0; got {regularisation!r}"
+        )
     template = default_subject("male") if template is None else template
     ed = label_moments(labels_ed, geometry)
     es = None if labels_es is None else label_moments(labels_es, geometry)
@@ -341,10 +339,10 @@ def fit_twin(
 
         bar = tqdm(total=sum(steps), desc="twin", unit="step")
     weights = jnp.asarray(regularisation, jnp.float32)
-    factor = 1
-    rows, cols = _crop_box([r > 0 for r in real], geometry, margin, factor)
-    affine, shape = _sub_grid(geometry.affine, rows, cols, geometry.shape[0], factor)
-    targets = jnp.asarray(np.stack([_soft_target(r, rows, cols, factor) for r in real]))
+    rows, cols = _crop_box([r > 0 for r in real], geometry, margin)
+    affine, plane = _crop_affine(geometry.affine, rows, cols)
+    shape = (geometry.shape[0], *plane)
+    targets = jnp.asarray(np.stack([_onehot(r, rows, cols) for r in real]))
     for stage, n in enumerate(steps):
         if n == 0:
             continue

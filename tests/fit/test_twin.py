@@ -66,6 +66,10 @@ def test_fit_twin_rejects_bad_labels():
         fit_twin(labels, geom, labels_es=labels[..., :-1])
     with pytest.raises(ValueError, match="steps must be two ints"):
         fit_twin(labels, geom, steps=(5, -1))
+    with pytest.raises(ValueError, match="margin must be finite and > 0"):
+        fit_twin(labels, geom, margin=-1.0)
+    with pytest.raises(ValueError, match="regularisation must be two weights"):
+        fit_twin(labels, geom, regularisation=(1e-3, -1.0))
     with pytest.raises(TypeError, match="geometry must be an ImageGeometry"):
         fit_twin(labels, np.eye(4))
 
