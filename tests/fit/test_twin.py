@@ -113,3 +113,34 @@ def test_twin_recovers_a_label_map_the_phantom_rendered():
     agree = dice_score(cine_acdc, result.labels["ED"], labels=[1, 2, 3])
     assert min(agree.values()) > 0.9
     assert np.all(np.isfinite(np.asarray(cine.image)))
+
+
+def test_twin_from_parameters_round_trip_and_missing_entries():
+    from jaxsim.fit import twin_from_parameters
+    from jaxsim.phantoms import FIELD_SPECS
+
+    s = default_subject()
+    d = residual_deformation(s, grid_shape=(2, 2, 3))
+    control = np.arange(d.control.size, dtype=np.float32).reshape(d.control.shape)
+    params = {
+        "subject": {f: np.asarray(getattr(s, f)).tolist() for f in FIELD_SPECS},
+        "deformation": {
+            "control": (control / 10).tolist(),
+            "lower_mm": list(d.lower),
+            "upper_mm": list(d.upper),
+            "max_displacement_mm": 9.0,
+            "steps": 5,
+            "resolution": 2,
+        },
+        "twin_affine": np.diag([2.0, 2.0, 10.0, 1.0]).tolist(),
+        "grid_shape": [4, 8, 8],
+    }
+    subject, geometry = twin_from_parameters(params)
+    assert geometry.shape == (4, 8, 8)
+    np.testing.assert_allclose(np.asarray(geometry.spacing), [10.0, 2.0, 2.0])
+    np.testing.assert_allclose(np.asarray(subject.deformation.control), control / 10)
+    assert subject.deformation.max_displacement == 9.0
+    assert float(subject.edv) == float(s.edv)
+    del params["deformation"]["steps"]
+    with pytest.raises(ValueError, match="'steps'"):
+        twin_from_parameters(params)
