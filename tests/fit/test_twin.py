@@ -144,3 +144,39 @@ def test_twin_from_parameters_round_trip_and_missing_entries():
     del params["deformation"]["steps"]
     with pytest.raises(ValueError, match="'steps'"):
         twin_from_parameters(params)
+
+
+@pytest.mark.integration
+def test_a_deformed_subject_feeds_the_tagged_and_ct_simulators():
+    """Tagged MR and CT of a deformed subject (as a twin is): finite images whose
+    labels are the deformed phantom's own label maps at the same phases."""
+    from jaxsim.ct import CTAcquisition, simulate_ct
+    from jaxsim.mr import simulate_tagged
+    from jaxsim.phantoms import axial_geometry, label_map
+
+    s = default_subject()
+    d = residual_deformation(s, grid_shape=(3, 3, 3), max_displacement=8.0)
+    bent = s.replace(
+        deformation=d.replace(
+            control=1.5 * jax.random.normal(jax.random.key(2), d.control.shape)
+        )
+    )
+    geom = short_axis_geometry(bent, shape=(1, 32, 32), spacing=(8.0, 4.0, 4.0))
+    tagged = simulate_tagged(jax.random.key(0), bent, geom, cardiac_phases=(0.0, 0.3))
+    assert np.all(np.isfinite(np.asarray(tagged.image)))
+    for p, phase in enumerate((0.0, 0.3)):
+        ref = np.asarray(label_map(bent, geom, cardiac_phase=phase))
+        assert np.mean(np.asarray(tagged.labels[p]) == ref) > 0.99
+    plain = simulate_tagged(jax.random.key(0), s, geom, cardiac_phases=(0.3,))
+    assert not np.allclose(np.asarray(plain.image[0]), np.asarray(tagged.image[1]))
+    ax = axial_geometry(bent, shape=(4, 24, 24), spacing=(6.0, 8.0, 8.0))
+    ct = simulate_ct(
+        jax.random.key(1),
+        bent,
+        geometry=ax,
+        acquisition=CTAcquisition(n_views=24, noise="gaussian"),
+    )
+    assert np.all(np.isfinite(np.asarray(ct.image)))
+    ref = label_map(bent, ax, supersample=2)
+    agree = np.mean(np.asarray(ct.labels) == np.asarray(ref))
+    assert agree > 0.97
