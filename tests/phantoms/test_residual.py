@@ -243,7 +243,7 @@ def test_myocardial_volume_is_conserved_over_the_cycle(male, heart_box):
     np.testing.assert_allclose(f_es[LV].sum() * ml, float(male.esv), rtol=0.05)
     plain = np.asarray(tissue_fractions(male, geom, cardiac_phase=0.0))
     overlap = 2 * np.minimum(plain[MYO], f_ed[MYO]).sum()
-    assert overlap / (plain[MYO].sum() + f_ed[MYO].sum()) < 0.9
+    assert overlap / (plain[MYO].sum() + f_ed[MYO].sum()) < 0.97  # 1: identity
 
 
 @pytest.mark.integration
