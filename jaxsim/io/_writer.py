@@ -300,7 +300,11 @@ class _Run:
         from jaxsim.population import simulate_label_set
 
         subjects = self.design.subjects()
-        subject_arrays = {k: np.asarray(v) for k, v in vars(subjects).items()}
+        subject_arrays = {
+            k: np.asarray(v)
+            for k, v in vars(subjects).items()
+            if v is not None  # a population's subjects carry no deformation
+        }
         if not self.journal.exists():
             self.journal.create(self.design, self.shard)
         if base is None and not self._holds_other_file():

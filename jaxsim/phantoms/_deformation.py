@@ -27,6 +27,11 @@ is kept. Outside the LV wall (RV, atria, vessels, torso) the displacement of the
 boundary point on the same ray is carried over and decays as
 ``exp(-distance / decay_length)`` with the distance beyond the epicardium or above
 the base plane, so distant anatomy is static.
+
+A subject with a residual deformation ``phi`` (``_residual.py``) moves by the
+conjugate motion ``phi o M_t o phi^-1``: a point is pulled back through ``phi^-1``,
+mapped to end-diastole by the analytic motion ``M_t^-1`` above, and pushed forward
+through ``phi`` (the identity at end-diastole, as for the analytic heart).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from jaxsim.kernels.checks import check_range
 
 from ._heart import heart_pose
 from ._motion import BASE_HEIGHT, lv_shape
+from ._residual import displacement_grid, heart_displacement
 from ._sdf import rotate
 from ._subject import Subject
 
@@ -114,6 +120,24 @@ def end_diastolic_positions(
 
 @jax.jit
 def _ed_positions(subject, points, cardiac_phase, decay_length):
+    deformation = subject.deformation
+    if deformation is None:
+        return _analytic_ed_positions(subject, points, cardiac_phase, decay_length)
+    pose = heart_pose(subject)
+
+    def warp(x, inverse):
+        grid = displacement_grid(deformation, inverse=inverse)
+        p = tuple(x[..., c] for c in range(3))
+        d = heart_displacement(deformation, grid, pose.rot, pose.apex, p)
+        return jnp.stack([p[c] + d[c] for c in range(3)], axis=-1)
+
+    x_ed = _analytic_ed_positions(
+        subject, warp(points, True), cardiac_phase, decay_length
+    )
+    return warp(x_ed, False).astype(points.dtype)
+
+
+def _analytic_ed_positions(subject, points, cardiac_phase, decay_length):
     pose = heart_pose(subject)
     now = lv_shape(subject, cardiac_phase)
     ed = pose.ed

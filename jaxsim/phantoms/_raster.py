@@ -32,6 +32,7 @@ from ._heart import (
 )
 from ._labels import TISSUE_INDEX, TISSUES
 from ._motion import lv_shape
+from ._residual import displacement_grid, heart_displacement
 from ._subject import Subject, check_subject
 from ._torso import torso_layers
 
@@ -92,8 +93,12 @@ def _running_min(d):
     return jax.lax.associative_scan(jnp.minimum, d, axis=0)
 
 
-def _point_fractions(subject, pose, chambers, p, width, respiratory_phase, full):
-    """Per-tissue fractions ``(T, *full)`` at points ``p`` (broadcast to ``full``).
+def _point_fractions(
+    subject, pose, chambers, p, heart_p, width, respiratory_phase, full
+):
+    """Per-tissue fractions ``(T, *full)`` at points ``p`` (broadcast to ``full``);
+    the heart's layers are evaluated at ``heart_p`` (``p`` pulled back through the
+    residual deformation, or ``p`` itself).
 
     The layers' distances are stacked and reduced together (a cumulative minimum
     over the layer axis, one occupancy, differences, a layer-to-tissue sum): a
@@ -103,7 +108,7 @@ def _point_fractions(subject, pose, chambers, p, width, respiratory_phase, full)
     """
     layers = (
         [(t, chambers[n]) for n, t in enumerate(CHAMBER_TISSUES)]
-        + vessel_layers(subject, pose, p)
+        + vessel_layers(subject, pose, heart_p)
         + [(TISSUE_INDEX["fat"], chambers[6])]
         + torso_layers(subject, p, respiratory_phase)
     )
@@ -151,21 +156,27 @@ def _block_fractions(subject, geometry, k, j0, rows, offsets, width, motion):
     i = jnp.arange(nx, dtype=dtype)[None, None, :] + sub[:, 2]
     j = j0 + jnp.arange(rows, dtype=dtype)[None, :, None] + sub[:, 1]
     kk = k + sub[:, 0]
-    pose, shape, resp = motion
+    pose, shape, resp, warp = motion
     points = tuple(m[r, 0] * i + m[r, 1] * j + m[r, 2] * kk + m[r, 3] for r in range(3))
     full = (n_sub, rows, nx)
+    centre, radius = chamber_bounds(subject, pose)
+    heart_points = points
+    if warp is not None:  # pull-back through the residual deformation
+        d = heart_displacement(subject.deformation, warp, pose.rot, pose.apex, points)
+        heart_points = tuple(points[c] + d[c] for c in range(3))
+        radius = radius + subject.deformation.max_displacement
 
     def chambers():
-        distances = chamber_distances(subject, pose, shape, points)
+        distances = chamber_distances(subject, pose, shape, heart_points)
         return jnp.stack([jnp.broadcast_to(d, full) for d in distances])
 
     def far():
         return jnp.full((7, *full), _FAR, dtype)
 
-    near = _near(geometry, k, j0, rows, *chamber_bounds(subject, pose))
+    near = _near(geometry, k, j0, rows, centre, radius)
     distances = jax.lax.cond(near, chambers, far)
     fractions = _point_fractions(
-        subject, pose, distances, points, width, resp, full
+        subject, pose, distances, points, heart_points, width, resp, full
     )  # (T, S, rows, nx)
     return jnp.mean(fractions, axis=1)
 
@@ -192,10 +203,14 @@ def _fractions(
     nz, ny, nx = geometry.shape
     if width is None:
         width = 0.5 * jnp.min(geometry.spacing / jnp.asarray(supersample, dtype))
+    warp = None
+    if subject.deformation is not None:
+        warp = displacement_grid(subject.deformation, inverse=True)
     motion = (
         heart_pose(subject, respiratory_phase),
         lv_shape(subject, cardiac_phase),
         respiratory_phase,
+        warp,
     )
     offsets = _sub_offsets(supersample)
     rows = _rows_per_block(ny, nx, len(offsets))
@@ -245,7 +260,10 @@ def tissue_fractions(
     Returns:
         ``(len(TISSUES), nz, ny, nx)`` array (the geometry's float dtype) of
         fractions in [0, 1] that sum to 1 in every voxel; differentiable in every
-        subject parameter.
+        subject parameter, and in the control values of ``subject.deformation``
+        when set (the heart's layers are evaluated at the query points pulled back
+        through the residual deformation; zero control values give the analytic
+        heart bit for bit).
 
     Raises:
         ValueError: invalid subject, phase or supersampling.

@@ -12,6 +12,8 @@ import numpy as np
 from jaxsim.kernels.checks import check_finite, check_range, is_concrete
 from jaxsim.parameters import FieldBounds, ParameterSpec, register_parameters
 
+from ._residual import ResidualDeformation, check_deformation
+
 __all__ = [
     "Subject",
     "default_subject",
@@ -104,6 +106,10 @@ class Subject:
         lung_scale, liver_scale: organ size factors.
         pericardial_fat: thickness of the fat layer around the ventricles, mm.
         respiratory_amplitude: diaphragm excursion from expiration to inspiration, mm.
+        deformation: optional :class:`ResidualDeformation` of the heart (shapes
+            beyond the analytic family, volume-preserving); ``None`` (the default)
+            is the analytic heart. Not a parameter of the unconstrained bijection
+            (its ``control`` is already unconstrained): it is carried over as data.
     """
 
     sex: jax.Array
@@ -131,6 +137,7 @@ class Subject:
     liver_scale: jax.Array
     pericardial_fat: jax.Array
     respiratory_amplitude: jax.Array
+    deformation: ResidualDeformation | None = None
 
     def replace(self, **changes) -> Subject:
         """A copy with some fields changed (values converted to arrays)."""
@@ -182,11 +189,14 @@ def check_subject(subject: Subject, name: str = "subject") -> None:
     """Raise ``ValueError`` if a concrete subject is invalid (skipped when traced).
 
     Checks every field's range, that ``sex`` is 0 or 1, ``esv < edv``, that the
-    end-systolic phase ``es_time / rr_interval`` lies in [0.15, 0.65], and that
-    ``heart_offset`` has a trailing axis of 3.
+    end-systolic phase ``es_time / rr_interval`` lies in [0.15, 0.65], that
+    ``heart_offset`` has a trailing axis of 3, and that a ``deformation`` is a
+    :class:`ResidualDeformation` with finite control values.
     """
     if not isinstance(subject, Subject):
         raise TypeError(f"{name} must be a Subject; got {type(subject).__name__}")
+    if subject.deformation is not None:
+        check_deformation(subject.deformation, f"{name}.deformation")
     leaves = [getattr(subject, f) for f in FIELD_SPECS]
     if not is_concrete(*leaves):
         return
@@ -252,5 +262,8 @@ def _subject_bounds() -> tuple[FieldBounds, ...]:
     )
 
 
-# The discrete sex is data (the sampler's choice), not a learnable coordinate.
-register_parameters(Subject, ParameterSpec(fields=_subject_bounds(), data=("sex",)))
+# The discrete sex is data (the sampler's choice), not a learnable coordinate; the
+# residual deformation is unconstrained already and carried over from the template.
+register_parameters(
+    Subject, ParameterSpec(fields=_subject_bounds(), data=("sex", "deformation"))
+)

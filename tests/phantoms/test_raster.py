@@ -138,6 +138,8 @@ def test_forward_mode_derivatives_match_finite_differences(male, heart_box):
     g = float(volume_curve(phase, end_systolic_phase(male)))
     np.testing.assert_allclose(g_edv, g, rtol=0.05)
     for name, value in vars(jac).items():
+        if value is None:  # no residual deformation
+            continue
         assert np.all(np.isfinite(np.asarray(value))), name
     for name in ("edv", "esv", "wall_thickness", "heart_azimuth", "heart_offset"):
         assert np.any(np.asarray(getattr(jac, name))[1] != 0), name
@@ -174,6 +176,8 @@ def test_gradients_match_finite_differences_and_are_finite(male, heart_box):
     weights = jax.random.uniform(jax.random.key(0), fractions.shape)
     (all_grad,) = vjp(weights.astype(fractions.dtype))
     for name, value in vars(all_grad).items():
+        if value is None:  # no residual deformation
+            continue
         assert np.all(np.isfinite(np.asarray(value))), name
     for name in ("edv", "esv", "wall_thickness", "heart_azimuth", "heart_offset"):
         assert np.any(np.asarray(getattr(all_grad, name)) != 0), name
