@@ -163,7 +163,9 @@ class TranslationConfig:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2^31); got {self.seed!r}")
         if self.nce_layers is not None:
-            object.__setattr__(self, "nce_layers", tuple(int(i) for i in self.nce_layers))
+            object.__setattr__(
+                self, "nce_layers", tuple(int(i) for i in self.nce_layers)
+            )
         if self.data_spacing is not None:
             object.__setattr__(self, "data_spacing", tuple(self.data_spacing))
 
@@ -253,8 +255,12 @@ class TranslationTrainer:
     def batch(self, step: int):
         """``(source, target)`` network inputs of step ``step``."""
         n = self.config.batch_size
-        a = self.source.batch(jax.random.fold_in(stream(self.root, "tr.source"), step), n)
-        b = self.target.batch(jax.random.fold_in(stream(self.root, "tr.target"), step), n)
+        a = self.source.batch(
+            jax.random.fold_in(stream(self.root, "tr.source"), step), n
+        )
+        b = self.target.batch(
+            jax.random.fold_in(stream(self.root, "tr.target"), step), n
+        )
         return to_unit_range(a[0]), to_unit_range(b[0])
 
     def step(self) -> dict:

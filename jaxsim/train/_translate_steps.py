@@ -214,7 +214,9 @@ def _cyclegan_step(config, nets: Networks, tx, state, key, real_a, real_b):
         cycle = lam * (l1_loss(G_B(fake_b), real_a) + l1_loss(G_A(fake_a), real_b))
         idt = 0.0
         if config.lambda_identity > 0:
-            idt = lam_idt * (l1_loss(G_A(real_b), real_b) + l1_loss(G_B(real_a), real_a))
+            idt = lam_idt * (
+                l1_loss(G_A(real_b), real_b) + l1_loss(G_B(real_a), real_a)
+            )
         return gan + cycle + idt, (fake_a, fake_b, gan, cycle)
 
     (loss_g, aux), grad_g = jax.value_and_grad(g_loss, has_aux=True)(state["g"])
