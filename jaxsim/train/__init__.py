@@ -44,7 +44,7 @@ from ._transforms import augment as augment
 from ._transforms import normalize as normalize
 from ._transforms import resample_in_plane as resample_in_plane
 from ._transforms import warp_in_plane as warp_in_plane
-from ._translate import METHODS as TRANSLATION_METHODS
+from ._translate import TRANSLATION_METHODS as TRANSLATION_METHODS
 from ._translate import TranslationConfig as TranslationConfig
 from ._translate import TranslationResult as TranslationResult
 from ._translate import TranslationTrainer as TranslationTrainer

@@ -35,7 +35,7 @@ from ._loop import _from_store, _to_store
 from ._translate_steps import build_networks, initial_state, make_step
 
 __all__ = [
-    "METHODS",
+    "TRANSLATION_METHODS",
     "TRANSLATION_FORMAT",
     "TranslationConfig",
     "TranslationResult",
@@ -45,7 +45,7 @@ __all__ = [
     "to_unit_range",
 ]
 
-METHODS = ("cut", "fastcut", "cyclegan")
+TRANSLATION_METHODS = ("cut", "fastcut", "cyclegan")
 TRANSLATION_FORMAT = "jaxsim-translation"
 #: CUT's feature layers of the generator (``--nce_layers``).
 CUT_NCE_LAYERS = (0, 4, 8, 12, 16)
@@ -130,8 +130,10 @@ class TranslationConfig:
     sampler: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        if self.method not in TRANSLATION_METHODS:
+            raise ValueError(
+                f"method must be one of {TRANSLATION_METHODS}; got {self.method!r}"
+            )
         for name in ("steps", "batch_size", "sample_every", "checkpoint_every"):
             _positive_int(name, getattr(self, name))
         for name in ("ngf", "ndf", "n_layers_d", "num_patches", "nce_width"):
