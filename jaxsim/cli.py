@@ -22,6 +22,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_train",
     "jaxsim._cli_sim2real",
     "jaxsim._cli_evaluate",
+    "jaxsim._cli_translate",
 )
 
 
