@@ -39,7 +39,7 @@ def l1_loss(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def patch_nce_loss(
-    query: jax.Array, key: jax.Array, *, temperature: float = 0.07
+    query: jax.Array, keys: jax.Array, *, temperature: float = 0.07
 ) -> jax.Array:
     """PatchNCE (InfoNCE over patches of the same image), per patch.
 
@@ -52,7 +52,8 @@ def patch_nce_loss(
     Args:
         query: ``(B, P, D)`` projected features of the translated image
             (normally unit-norm rows).
-        key: ``(B, P, D)`` projected features of the source at the same positions.
+        keys: ``(B, P, D)`` projected features of the source at the same
+            positions (the contrastive "keys"; not a PRNG key).
         temperature: ``tau > 0`` (0.07 in CUT).
 
     Returns:
@@ -61,15 +62,15 @@ def patch_nce_loss(
     Raises:
         ValueError: mismatched shapes or ``temperature <= 0``.
     """
-    if query.ndim != 3 or query.shape != key.shape:
+    if query.ndim != 3 or query.shape != keys.shape:
         raise ValueError(
-            f"query and key must both be (B, P, D); got {query.shape} and {key.shape}"
+            f"query and keys must both be (B, P, D); got {query.shape} and {keys.shape}"
         )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
-    key = jax.lax.stop_gradient(key)
-    positive = jnp.sum(query * key, axis=-1, keepdims=True)  # (B, P, 1)
-    negative = jnp.einsum("bpd,bqd->bpq", query, key)
+    keys = jax.lax.stop_gradient(keys)
+    positive = jnp.sum(query * keys, axis=-1, keepdims=True)  # (B, P, 1)
+    negative = jnp.einsum("bpd,bqd->bpq", query, keys)
     eye = jnp.eye(query.shape[1], dtype=bool)
     negative = jnp.where(eye, -10.0, negative)
     logits = jnp.concatenate([positive, negative], axis=-1) / temperature

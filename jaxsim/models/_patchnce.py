@@ -146,7 +146,7 @@ class ImagePool:
             "count": jnp.zeros((), jnp.int32),
         }
 
-    def query(self, state: dict, images: jax.Array, key: jax.Array):
+    def query(self, state: dict, images: jax.Array, *, key: jax.Array):
         """``(images to show the discriminator (B, ...), new state)``."""
         if self.size == 0:
             return images, state

@@ -224,8 +224,8 @@ def _cyclegan_step(config, nets: Networks, tx, state, key, real_a, real_b):
     upd, opt_g = tx.update(grad_g, state["opt_g"], state["g"])
     gp = optax.apply_updates(state["g"], upd)
     pool = ImagePool(config.pool_size)
-    shown_b, pool_b = pool.query(state["pools"]["B"], fake_b, k_b)
-    shown_a, pool_a = pool.query(state["pools"]["A"], fake_a, k_a)
+    shown_b, pool_b = pool.query(state["pools"]["B"], fake_b, key=k_b)
+    shown_a, pool_a = pool.query(state["pools"]["A"], fake_a, key=k_a)
 
     def d_loss(dp):
         D_A, D_B = net("D_A", dp), net("D_B", dp)

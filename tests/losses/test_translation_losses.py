@@ -58,7 +58,7 @@ def test_patch_nce_invariants_and_key_not_differentiated():
     assert np.abs(np.asarray(gq)).max() > 0
     with pytest.raises(ValueError, match="temperature"):
         patch_nce_loss(q, q, temperature=0.0)
-    with pytest.raises(ValueError, match="query and key"):
+    with pytest.raises(ValueError, match="query and keys"):
         patch_nce_loss(q, q[:, :3])
 
 

@@ -280,7 +280,7 @@ def test_image_pool_fills_then_swaps_conserving_images():
     for step in range(60):
         batch = jnp.asarray([[[[float(next(counter))]]] for _ in range(3)])
         before = state
-        out, state = query(state, batch, jax.random.key(step))
+        out, state = query(state, batch, key=jax.random.key(step))
         n_before = int(before["count"])
         stored_before = _rows(before["images"][:n_before])
         if n_before + 3 <= 4:  # still filling: returned as given, all stored
@@ -302,7 +302,7 @@ def test_image_pool_fills_then_swaps_conserving_images():
 def test_image_pool_size_zero_and_validation():
     pool = ImagePool(0)
     x = jnp.ones((2, 3, 3, 1))
-    out, _ = pool.query(pool.init((3, 3, 1)), x, jax.random.key(0))
+    out, _ = pool.query(pool.init((3, 3, 1)), x, key=jax.random.key(0))
     np.testing.assert_array_equal(out, x)
     with pytest.raises(ValueError, match="pool size"):
         ImagePool(-1)
