@@ -85,6 +85,10 @@ def _add_train(sub) -> None:
     p.add_argument("--blocks", type=int, default=None, help=f"default {d.n_blocks}")
     p.add_argument("--ndf", type=int, default=None, help=f"default {d.ndf}")
     p.add_argument(
+        "--d-layers", type=int, default=None,
+        help=f"discriminator stride-2 stages (default {d.n_layers_d}: 70x70 PatchGAN)",
+    )  # fmt: skip
+    p.add_argument(
         "--shape", type=int, nargs=2, default=None, metavar="N",
         help=f"slice size H W in pixels (default {d.shape[0]} {d.shape[1]})",
     )  # fmt: skip
@@ -178,7 +182,9 @@ def config_from_args(args):
     sizes = {}
     if args.reference:
         sizes = dict(ngf=64, n_blocks=9, ndf=64, shape=(256, 256), spacing=1.25)
-    for flag, name in (("ngf", "ngf"), ("blocks", "n_blocks"), ("ndf", "ndf")):
+    names = (("ngf", "ngf"), ("blocks", "n_blocks"), ("ndf", "ndf"),
+             ("d_layers", "n_layers_d"))  # fmt: skip
+    for flag, name in names:
         if getattr(args, flag) is not None:
             sizes[name] = getattr(args, flag)
     if args.shape is not None:

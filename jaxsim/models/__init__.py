@@ -37,4 +37,5 @@ from ._translation import PatchDiscriminator as PatchDiscriminator
 from ._translation import ResnetGenerator as ResnetGenerator
 from ._translation import blur_downsample as blur_downsample
 from ._translation import blur_upsample as blur_upsample
+from ._translation import patchgan_output_size as patchgan_output_size
 from ._unet import UNet as UNet

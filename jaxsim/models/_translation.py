@@ -37,6 +37,7 @@ from ._layers import InstanceNorm, _normal
 
 __all__ = [
     "GAN_INITS",
+    "patchgan_output_size",
     "GanConv",
     "PatchDiscriminator",
     "ResnetGenerator",
@@ -356,6 +357,17 @@ class ResnetGenerator(nnx.Module):
         return feats
 
 
+def patchgan_output_size(size: int, n_layers: int = 3, antialias: bool = False) -> int:
+    """Side of a :class:`PatchDiscriminator`'s score map for an input side ``size``
+    (30 for 256 with ``n_layers=3``); below 1 the input is too small."""
+    conv4 = lambda n, s: (n + 2 - 4) // s + 1  # noqa: E731 - kernel 4, padding 1
+    for _ in range(n_layers):
+        size = conv4(size, 1) if antialias else conv4(size, 2)
+        if antialias:
+            size = (size + 2 - 3) // 2 + 1 if size > 1 else size
+    return conv4(conv4(size, 1), 1)
+
+
 class PatchDiscriminator(nnx.Module):
     """PatchGAN discriminator (``n_layers=3``: the 70x70 PatchGAN).
 
@@ -407,11 +419,19 @@ class PatchDiscriminator(nnx.Module):
         layers += [_Op("leakyrelu"), GanConv(c, 1, 4, 1, padding=1, **kw)]
         self.layers = nnx.List(layers)
         self.in_channels = in_channels
+        self.n_layers, self.antialias = n_layers, bool(antialias)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != self.in_channels:
             raise ValueError(
                 f"x must be (B, H, W, {self.in_channels}); got shape {x.shape}"
+            )
+        out = [patchgan_output_size(n, self.n_layers, self.antialias)
+               for n in x.shape[1:3]]  # fmt: skip
+        if min(out) < 1:
+            raise ValueError(
+                f"images of {x.shape[1:3]} pixels are too small for a PatchGAN with "
+                f"n_layers={self.n_layers}: use fewer layers or larger images"
             )
         for layer in self.layers:
             x = layer(x)

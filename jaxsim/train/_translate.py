@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.io import CheckpointStore, atomic_path
+from jaxsim.models import patchgan_output_size
 from jaxsim.random import stream
 
 from ._data import Preprocessing, open_data
@@ -170,6 +171,11 @@ class TranslationConfig:
             )
         if self.data_spacing is not None:
             object.__setattr__(self, "data_spacing", tuple(self.data_spacing))
+        if patchgan_output_size(min(shape), self.n_layers_d, self.antialias_on) < 1:
+            raise ValueError(
+                f"shape {shape} is too small for a discriminator with n_layers_d="
+                f"{self.n_layers_d}: use fewer layers or larger slices"
+            )
 
     # -- derived settings -------------------------------------------------
     @property

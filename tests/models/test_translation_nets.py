@@ -27,6 +27,7 @@ from jaxsim.models import (
     blur_downsample,
     blur_upsample,
     count_params,
+    patchgan_output_size,
 )
 
 
@@ -111,6 +112,16 @@ def test_patchnce_head_parameter_count():
     assert count_params(head) == PATCHNCE_1CH == 559_872
 
 
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("size", [24, 70, 256])
+def test_patchgan_output_size_formula(size, n_layers, antialias):
+    d = PatchDiscriminator(1, ndf=2, n_layers=n_layers, antialias=antialias,
+                           rngs=nnx.Rngs(0))  # fmt: skip
+    out = jax.eval_shape(d, jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32))
+    assert out.shape[1] == patchgan_output_size(size, n_layers, antialias)
+
+
 def test_patchgan_map_is_30_for_256():
     d = PatchDiscriminator(1, ndf=4, rngs=nnx.Rngs(0))
     out = jax.eval_shape(d, jax.ShapeDtypeStruct((1, 256, 256, 1), jnp.float32))
@@ -151,6 +162,8 @@ def test_bad_inputs_raise():
         PatchDiscriminator(1, init="kaiming", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="n_layers"):
         PatchDiscriminator(1, n_layers=0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="too small for a PatchGAN"):
+        PatchDiscriminator(1, ndf=2, rngs=nnx.Rngs(0))(jnp.zeros((1, 16, 16, 1)))
 
 
 def test_init_statistics():

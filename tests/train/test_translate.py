@@ -44,6 +44,7 @@ TINY = dict(
         ({"spacing": 0.0}, "spacing must be > 0 mm"),
         ({"pool_size": -1}, "pool_size must be an integer >= 0"),
         ({"lambda_cycle": -1.0}, "lambda_cycle must be >= 0"),
+        ({"shape": (16, 16)}, "too small for a discriminator with n_layers_d=3"),
     ],
 )
 def test_bad_configuration_names_the_setting(kwargs, match):
