@@ -192,7 +192,6 @@ def config_from_args(args):
     if not args.reference or args.pixel_size != TranslationConfig().spacing:
         sizes["spacing"] = args.pixel_size
     sampler = json.loads(args.sim_options) if args.sim_options else {}
-    every = min(args.sample_every, args.steps)
     config = TranslationConfig(
         method=args.method,
         source=str(args.source),
@@ -200,8 +199,7 @@ def config_from_args(args):
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
-        sample_every=every,
-        checkpoint_every=min(TranslationConfig().checkpoint_every, args.steps),
+        sample_every=args.sample_every,
         seed=args.seed,
         data_spacing=None if args.spacing is None else parse_spacing(args.spacing),
         sampler=sampler,
