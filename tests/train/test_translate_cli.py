@@ -175,3 +175,27 @@ def test_cine_to_tagged_example_smoke(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "3 steps" in done.stdout
     assert (tmp_path / "run" / "samples" / "step_000003.png").exists()
+
+
+@pytest.mark.integration
+def test_map_database_checks_and_atomicity(tiny_db, tmp_path):
+    from jaxsim.io import OptionError, map_database
+
+    out = tmp_path / "copy.h5"
+    with pytest.raises(ValueError, match="changed record 0's shape"):
+        map_database(tiny_db, out, lambda r, im: im[:, :-1])
+    with pytest.raises(ValueError, match="non-finite"):
+        map_database(tiny_db, out, lambda r, im: im * np.nan)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(OptionError, match="is the source"):
+        map_database(tiny_db, tiny_db, lambda r, im: im)
+    seen = []
+    info = map_database(tiny_db, out, lambda r, im: 2 * im, attrs={"note": {"a": 1}},
+                        progress=seen.append)  # fmt: skip
+    assert info["records"] == 8 and seen[-1] == 8
+    with Database(tiny_db) as a, Database(out) as b:
+        for r in range(a.n_records):
+            np.testing.assert_allclose(b.record(r)[0], 2 * a.record(r)[0], rtol=1e-6)
+        assert json.loads(b.attrs["note"]) == {"a": 1}
+    with pytest.raises(FileExistsError):
+        map_database(tiny_db, out, lambda r, im: im)
