@@ -79,7 +79,8 @@ class TranslationConfig:
         ndf, n_layers_d: discriminator width and stride-2 stages (64, 3).
         antialias: blurred down/up-sampling (``None``: on for CUT and FastCUT,
             off for CycleGAN, as in the references).
-        init: ``"xavier"`` (CUT) or ``"normal"`` (CycleGAN), gain 0.02.
+        init: ``"xavier"`` or ``"normal"``, gain 0.02 (``None``: each method's
+            reference, xavier for CUT and FastCUT, normal for CycleGAN).
         learning_rate: Adam's rate (beta = (0.5, 0.999)), 2e-4.
         decay_steps: steps of linear decay to zero at the end (``None``: half).
         nce_layers: generator layer indices for PatchNCE (``None``: CUT's
@@ -112,7 +113,7 @@ class TranslationConfig:
     ndf: int = 32
     n_layers_d: int = 3
     antialias: bool | None = None
-    init: str = "xavier"
+    init: str | None = None
     learning_rate: float = 2e-4
     decay_steps: int | None = None
     nce_layers: tuple | None = None
@@ -161,7 +162,7 @@ class TranslationConfig:
         for name in ("lambda_gan", "lambda_cycle", "lambda_identity"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
-        if self.init not in ("xavier", "normal"):
+        if self.init is not None and self.init not in ("xavier", "normal"):
             raise ValueError(f"init must be 'xavier' or 'normal'; got {self.init!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2^31); got {self.seed!r}")
@@ -183,6 +184,12 @@ class TranslationConfig:
         if self.antialias is not None:
             return bool(self.antialias)
         return self.method != "cyclegan"
+
+    @property
+    def init_used(self) -> str:
+        if self.init is not None:
+            return self.init
+        return "normal" if self.method == "cyclegan" else "xavier"
 
     @property
     def nce_layers_used(self) -> tuple[int, ...]:
@@ -516,5 +523,6 @@ def load_translator(run_dir: str | os.PathLike):
     trainer = TranslationTrainer(config)
     with CheckpointStore(run_dir) as store:
         saved = trainer.restore(store)
-    meta = {**meta, "step": trainer.step_count, "checkpoint": saved.get("format")}
+    del saved
+    meta = {**meta, "step": trainer.step_count}
     return trainer.generator(), config.preprocessing(), meta

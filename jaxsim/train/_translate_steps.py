@@ -72,13 +72,13 @@ def build_networks(config, *, rngs: nnx.Rngs | None = None) -> Networks:
         ngf=config.ngf,
         n_blocks=config.n_blocks,
         antialias=config.antialias_on,
-        init=config.init,
+        init=config.init_used,
     )
     dis = dict(
         ndf=config.ndf,
         n_layers=config.n_layers_d,
         antialias=config.antialias_on,
-        init=config.init,
+        init=config.init_used,
     )
     if config.method == "cyclegan":
         nets = {
@@ -93,7 +93,7 @@ def build_networks(config, *, rngs: nnx.Rngs | None = None) -> Networks:
         nets = {
             "G": g,
             "D": PatchDiscriminator(1, rngs=rngs, **dis),
-            "F": PatchSampleMLP(channels, nc=config.nce_width, init=config.init,
+            "F": PatchSampleMLP(channels, nc=config.nce_width, init=config.init_used,
                                 rngs=rngs),
         }  # fmt: skip
     graphdefs, params, rest = {}, {}, {}

@@ -58,6 +58,7 @@ def test_method_defaults_follow_the_references():
     assert (cut.lambda_nce_used, cut.nce_idt_used, cut.antialias_on) == (1, True, True)
     assert (fast.lambda_nce_used, fast.nce_idt_used) == (10, False)
     assert cycle.antialias_on is False
+    assert (cut.init_used, cycle.init_used) == ("xavier", "normal")
     # CUT's layers 0, 4, 8, 12, 16; the last capped at the last residual block
     assert TranslationConfig(n_blocks=9).nce_layers_used == (0, 4, 8, 12, 16)
     assert TranslationConfig(n_blocks=4).nce_layers_used == (0, 4, 8, 12, 15)
