@@ -23,6 +23,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_sim2real",
     "jaxsim._cli_evaluate",
     "jaxsim._cli_twin",
+    "jaxsim._cli_translate",
 )
 
 

@@ -29,6 +29,7 @@ from ._nnunet import ACDC_LABELS as ACDC_LABELS
 from ._nnunet import export_nnunet as export_nnunet
 from ._projections import load_projections as load_projections
 from ._projections import save_projections as save_projections
+from ._rewrite import map_database as map_database
 from ._schema import FORMAT as FORMAT
 from ._schema import FORMAT_VERSION as FORMAT_VERSION
 from ._schema import RECORD_COLUMNS as RECORD_COLUMNS

@@ -73,11 +73,13 @@ def write_single(
     stop: Callable[[], object] | None = None,
     stop_message: tuple[str, dict] = ("stopped", {}),
     what: str = "database",
+    transform: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """Write (and rename into place) a single file holding ``sources``.
 
     Records of sources not marked ``verified`` are read back through their
-    checksums on the way.
+    checksums on the way. ``transform(record, image)``, if given, replaces each
+    image by a new one of the same shape (finite float32) on the way.
 
     Raises:
         CorruptDatabaseError: a source record fails its checksum (``path`` is
@@ -88,7 +90,10 @@ def write_single(
     tmp = _temporary(path)
     out_file = HookedFile(tmp, what=what, shown=path)
     try:
-        _write(out_file, attrs, dims, subjects, sources, complete, stop, stop_message)
+        _write(
+            out_file, attrs, dims, subjects, sources, complete, stop, stop_message,
+            transform,
+        )  # fmt: skip
         out_file.sync()
         out_file.close()
         os.replace(tmp, path)
@@ -102,7 +107,9 @@ def write_single(
             tmp.unlink()
 
 
-def _write(out_file, attrs, dims, subjects, sources, complete, stop, stop_message):
+def _write(
+    out_file, attrs, dims, subjects, sources, complete, stop, stop_message, transform
+):
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(h5py.File(out_file, "w", libver="latest"))
         out.attrs.update({**attrs, "complete": False})
@@ -117,13 +124,13 @@ def _write(out_file, attrs, dims, subjects, sources, complete, stop, stop_messag
                 raise Interrupted(template, reason=reason, **options)
             if source.is_part:
                 with h5py.File(source.path, "r", locking="best-effort") as src:
-                    _copy_label_set(out, src, source, dims)
+                    _copy_label_set(out, src, source, dims, transform)
             else:
                 if source.path not in singles:
                     singles[source.path] = stack.enter_context(
                         h5py.File(source.path, "r", locking="best-effort")
                     )
-                _copy_label_set(out, singles[source.path], source, dims)
+                _copy_label_set(out, singles[source.path], source, dims, transform)
             out_file.check()
         rows = np.zeros(dims.n_records, bool)
         for source in sources:
@@ -134,7 +141,9 @@ def _write(out_file, attrs, dims, subjects, sources, complete, stop, stop_messag
         out_file.check()
 
 
-def _copy_label_set(out: h5py.File, src: h5py.File, source: Source, dims: Dims):
+def _copy_label_set(
+    out: h5py.File, src: h5py.File, source: Source, dims: Dims, transform=None
+):
     ls, n_c = source.label_set, dims.n_contrasts
     rows = dims.rows(ls)
     records = list(range(rows.start, rows.stop))
@@ -155,11 +164,14 @@ def _copy_label_set(out: h5py.File, src: h5py.File, source: Source, dims: Dims):
     for name, values in columns.items():
         out["records"][name][rows] = values
     images, raw = src["images"], same_filters(src["images"], out["images"])
+    raw = raw and transform is None
     for k in range(n_c):
-        if not (raw and source.verified):
+        if transform is not None or not (raw and source.verified):
             image = read("images", first + k, [rows.start + k])
             if not np.isfinite(image).all():
                 raise _corrupt(source, [rows.start + k], "images: non-finite values")
+        if transform is not None:
+            image = _transformed(transform, rows.start + k, image)
         if raw:  # verified bytes, copied without recompressing
             mask, chunk = images.id.read_direct_chunk((first + k, 0, 0, 0))
             out["images"].id.write_direct_chunk((rows.start + k, 0, 0, 0), chunk, mask)
@@ -168,6 +180,18 @@ def _copy_label_set(out: h5py.File, src: h5py.File, source: Source, dims: Dims):
     out["labels"][ls] = read("labels", 0 if source.is_part else ls)
     subject = int(columns["subject"][0])
     out["affines"][subject] = read("affines", 0 if source.is_part else subject)
+
+
+def _transformed(transform, record: int, image: np.ndarray) -> np.ndarray:
+    new = np.asarray(transform(record, image), np.float32)
+    if new.shape != image.shape:
+        raise ValueError(
+            f"the image transform changed record {record}'s shape from "
+            f"{image.shape} to {new.shape}"
+        )
+    if not np.isfinite(new).all():
+        raise ValueError(f"the image transform made record {record} non-finite")
+    return new
 
 
 def _corrupt(source: Source, records, reason: str) -> CorruptDatabaseError:

@@ -14,6 +14,8 @@ by default, ``(batch, *spatial, classes)``, the layout of Flax convolutions;
 * :func:`shape_aware_loss`, :func:`dice_ce_shape_loss` — seed 003's boundary-aware
   shape loss and its training loss, from :func:`shape_information` and the
   distance maps :func:`signed_distance_map`, :func:`squared_distance_transform`;
+* :func:`lsgan_loss`, :func:`l1_loss`, :func:`patch_nce_loss` — the losses of
+  CycleGAN and CUT (unpaired translation);
 * :func:`deep_supervision_loss` with :func:`deep_supervision_weights` and
   :func:`downsample_labels` — nnU-Net's deep supervision.
 
@@ -38,8 +40,14 @@ from ._overlap import soft_dice_loss as soft_dice_loss
 from ._shape import dice_ce_shape_loss as dice_ce_shape_loss
 from ._shape import shape_aware_loss as shape_aware_loss
 from ._shape import shape_information as shape_information
+from ._translation import l1_loss as l1_loss
+from ._translation import lsgan_loss as lsgan_loss
+from ._translation import patch_nce_loss as patch_nce_loss
 
 __all__ = [
+    "l1_loss",
+    "lsgan_loss",
+    "patch_nce_loss",
     "quantile_pairs",
     "wasserstein_distance",
     "soft_histogram",

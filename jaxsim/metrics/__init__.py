@@ -2,7 +2,8 @@
 
 Intensity samples (seed 001's judges of simulated against real images):
 :func:`ks_distance`, :func:`chi2_distance`, :func:`kl_divergence`,
-:func:`sample_distances`.
+:func:`sample_distances`. Feature sets: :func:`frechet_distance` (with
+:func:`gaussian_statistics`), the Fréchet distance behind FID.
 
 Segmentation, per label on integer label maps ``(ny, nx)`` or ``(nz, ny, nx)``
 (dicts keyed by label value, background excluded): :func:`dice_score`,
@@ -28,6 +29,8 @@ from ._distribution import chi2_distance as chi2_distance
 from ._distribution import kl_divergence as kl_divergence
 from ._distribution import ks_distance as ks_distance
 from ._distribution import sample_distances as sample_distances
+from ._frechet import frechet_distance as frechet_distance
+from ._frechet import gaussian_statistics as gaussian_statistics
 from ._report import SCORE_FIELDS as SCORE_FIELDS
 from ._report import mean_sd as mean_sd
 from ._report import score_structures as score_structures
@@ -39,6 +42,8 @@ from ._segmentation import iou as iou
 from ._segmentation import surface_distances as surface_distances
 
 __all__ = [
+    "frechet_distance",
+    "gaussian_statistics",
     "chi2_distance",
     "kl_divergence",
     "ks_distance",

@@ -1,4 +1,4 @@
-"""Segmentation networks in Flax NNX, 2D and 3D from one definition.
+"""Segmentation and translation networks in Flax NNX, 2D and 3D from one definition.
 
 Structured like MONAI: layers (``_layers``) -> blocks (``_blocks``) -> nets.
 Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
@@ -7,6 +7,9 @@ Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
 * :class:`DynUNet` -- nnU-Net's plain conv U-Net (MONAI ``DynUNet``) with deep
   supervision; :func:`plan_dynunet` plans its kernels and strides.
 * :class:`SegResNetVAE` -- SegResNet with the VAE regulariser.
+* :class:`ResnetGenerator`, :class:`PatchDiscriminator`, :class:`PatchSampleMLP`,
+  :class:`ImagePool` -- CycleGAN and CUT (unpaired sim-to-real translation);
+  parameter counts equal the PyTorch references'.
 * :func:`build_model`, :func:`model_config`, :func:`build_model_from_config` --
   registry and JSON-serialisable constructor configs.
 
@@ -19,6 +22,9 @@ with ``model.eval()`` / ``model.train()`` or ``nnx.view``.
 from ._dynunet import DynUNet as DynUNet
 from ._dynunet import deep_supervision_weights as deep_supervision_weights
 from ._dynunet import default_filters as default_filters
+from ._patchnce import ImagePool as ImagePool
+from ._patchnce import PatchSampleMLP as PatchSampleMLP
+from ._patchnce import l2_normalize as l2_normalize
 from ._planner import DynUNetPlan as DynUNetPlan
 from ._planner import plan_dynunet as plan_dynunet
 from ._registry import MODELS as MODELS
@@ -27,4 +33,9 @@ from ._registry import build_model_from_config as build_model_from_config
 from ._registry import count_params as count_params
 from ._registry import model_config as model_config
 from ._segresnet import SegResNetVAE as SegResNetVAE
+from ._translation import PatchDiscriminator as PatchDiscriminator
+from ._translation import ResnetGenerator as ResnetGenerator
+from ._translation import blur_downsample as blur_downsample
+from ._translation import blur_upsample as blur_upsample
+from ._translation import patchgan_output_size as patchgan_output_size
 from ._unet import UNet as UNet

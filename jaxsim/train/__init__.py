@@ -4,6 +4,11 @@ Networks from :mod:`jaxsim.models` learn from batches that the simulator draws o
 device (:func:`jaxsim.population.sample_batch`), from jaxsim databases, or from
 folders of real labelled images; preprocessing is shared between training and
 inference so a real image is seen the same way in both.
+
+Sim-to-real translation (CUT, FastCUT, CycleGAN): :func:`run_translation` trains
+on unpaired simulated and real slices, :func:`translate_database` rewrites a
+database with translated images (labels kept), and :func:`realism` measures
+per-tissue KS, an in-project Fréchet distance and label preservation.
 """
 
 from ._data import DatabaseData as DatabaseData
@@ -39,3 +44,20 @@ from ._transforms import augment as augment
 from ._transforms import normalize as normalize
 from ._transforms import resample_in_plane as resample_in_plane
 from ._transforms import warp_in_plane as warp_in_plane
+from ._translate import TRANSLATION_METHODS as TRANSLATION_METHODS
+from ._translate import TranslationConfig as TranslationConfig
+from ._translate import TranslationResult as TranslationResult
+from ._translate import TranslationTrainer as TranslationTrainer
+from ._translate import load_translator as load_translator
+from ._translate import run_translation as run_translation
+from ._translate import to_unit_range as to_unit_range
+from ._translate_apply import slice_scale as slice_scale
+from ._translate_apply import translate_database as translate_database
+from ._translate_apply import translate_volume as translate_volume
+from ._translate_measures import database_slices as database_slices
+from ._translate_measures import label_preservation as label_preservation
+from ._translate_measures import real_slices as real_slices
+from ._translate_measures import realism as realism
+from ._translate_measures import segmentation_features as segmentation_features
+from ._translate_measures import tissue_ks as tissue_ks
+from ._translate_steps import linear_decay_schedule as linear_decay_schedule
