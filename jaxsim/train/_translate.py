@@ -32,7 +32,7 @@ from jaxsim.models import patchgan_output_size
 from jaxsim.random import stream
 
 from ._data import Preprocessing, open_data
-from ._loop import _from_store, _to_store
+from ._loop import _from_store, _to_store, _write_csv
 from ._translate_steps import build_networks, initial_state, make_step
 
 __all__ = [
@@ -349,15 +349,6 @@ def _write_grid(path: Path, source, translated, target, step: int) -> None:
     with atomic_path(path, overwrite=True, what="sample grid") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path, overwrite=True, what="metrics table") as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
 
 
 def _read_csv(path: Path, upto: int) -> list[dict]:
