@@ -108,6 +108,16 @@ def _add_train(sub) -> None:
         "--lr", type=float, default=d.learning_rate, help=f"default {d.learning_rate}"
     )
     p.add_argument(
+        "--decay-steps", type=int, default=None, metavar="N",
+        help="final steps over which the learning rate decays linearly to zero "
+        "(default: half of --steps, as the references)",
+    )  # fmt: skip
+    p.add_argument(
+        "--nce-negatives", default=d.nce_negatives, choices=("image", "batch"),
+        help="PatchNCE negatives (CUT/FastCUT): patches of the same image (the "
+        "reference default) or of the whole batch (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
         "--sample-every", type=int, default=d.sample_every,
         help=f"steps between PNG grids in RUN_DIR/samples (default {d.sample_every})",
     )  # fmt: skip
@@ -199,6 +209,8 @@ def config_from_args(args):
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        decay_steps=args.decay_steps,
+        nce_negatives=args.nce_negatives,
         sample_every=args.sample_every,
         seed=args.seed,
         data_spacing=None if args.spacing is None else parse_spacing(args.spacing),

@@ -40,6 +40,7 @@ from ._overlap import soft_dice_loss as soft_dice_loss
 from ._shape import dice_ce_shape_loss as dice_ce_shape_loss
 from ._shape import shape_aware_loss as shape_aware_loss
 from ._shape import shape_information as shape_information
+from ._translation import NCE_NEGATIVES as NCE_NEGATIVES
 from ._translation import l1_loss as l1_loss
 from ._translation import lsgan_loss as lsgan_loss
 from ._translation import patch_nce_loss as patch_nce_loss
@@ -48,6 +49,7 @@ __all__ = [
     "l1_loss",
     "lsgan_loss",
     "patch_nce_loss",
+    "NCE_NEGATIVES",
     "quantile_pairs",
     "wasserstein_distance",
     "soft_histogram",

@@ -9,7 +9,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["l1_loss", "lsgan_loss", "patch_nce_loss"]
+__all__ = ["l1_loss", "lsgan_loss", "patch_nce_loss", "NCE_NEGATIVES"]
+
+#: Where PatchNCE draws its negatives from.
+NCE_NEGATIVES = ("image", "batch")
 
 
 def lsgan_loss(prediction: jax.Array, target_is_real: bool) -> jax.Array:
@@ -39,7 +42,11 @@ def l1_loss(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def patch_nce_loss(
-    query: jax.Array, keys: jax.Array, *, temperature: float = 0.07
+    query: jax.Array,
+    keys: jax.Array,
+    *,
+    temperature: float = 0.07,
+    negatives: str = "image",
 ) -> jax.Array:
     """PatchNCE (InfoNCE over patches of the same image), per patch.
 
@@ -47,7 +54,11 @@ def patch_nce_loss(
     followed by ``q_i . k_j`` for every patch ``j`` of the same image, with
     ``j = i`` set to -10 (CUT's masked diagonal), all divided by ``temperature``;
     the loss is the cross-entropy with the positive as the class. The keys are
-    not differentiated (``stop_gradient``), as in the reference.
+    not differentiated (``stop_gradient``), as in the reference. With
+    ``negatives="batch"`` the negatives of a patch are every other patch of every
+    image in the batch (CUT's ``--nce_includes_all_negatives_from_minibatch``,
+    its single-image-translation setting); with one image per batch both are the
+    same.
 
     Args:
         query: ``(B, P, D)`` projected features of the translated image
@@ -55,12 +66,15 @@ def patch_nce_loss(
         keys: ``(B, P, D)`` projected features of the source at the same
             positions (the contrastive "keys"; not a PRNG key).
         temperature: ``tau > 0`` (0.07 in CUT).
+        negatives: ``"image"`` (same-image negatives, CUT's default) or
+            ``"batch"`` (every patch of the batch).
 
     Returns:
         ``(B, P)`` float losses (CUT averages them, and over layers).
 
     Raises:
-        ValueError: mismatched shapes or ``temperature <= 0``.
+        ValueError: mismatched shapes, ``temperature <= 0`` or an unknown
+            ``negatives``.
     """
     if query.ndim != 3 or query.shape != keys.shape:
         raise ValueError(
@@ -68,6 +82,16 @@ def patch_nce_loss(
         )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
+    if negatives not in NCE_NEGATIVES:
+        raise ValueError(f"negatives must be one of {NCE_NEGATIVES}; got {negatives!r}")
+    if negatives == "batch":
+        b, p, d = query.shape
+        loss = patch_nce_loss(
+            query.reshape(1, b * p, d),
+            keys.reshape(1, b * p, d),
+            temperature=temperature,
+        )
+        return loss.reshape(b, p)
     keys = jax.lax.stop_gradient(keys)
     positive = jnp.sum(query * keys, axis=-1, keepdims=True)  # (B, P, 1)
     negative = jnp.einsum("bpd,bqd->bpq", query, keys)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.io import CheckpointStore, atomic_path
+from jaxsim.losses import NCE_NEGATIVES
 from jaxsim.models import patchgan_output_size
 from jaxsim.random import stream
 
@@ -88,6 +89,9 @@ class TranslationConfig:
         num_patches: patches per layer and image (256).
         nce_width: PatchNCE MLP width (256).
         nce_temperature: tau (0.07).
+        nce_negatives: ``"image"`` (same-image negatives, CUT's default) or
+            ``"batch"`` (every patch of the batch; matters only with
+            ``batch_size > 1``).
         lambda_gan: GAN weight (1).
         lambda_nce: NCE weight (``None``: 1 for CUT, 10 for FastCUT).
         lambda_cycle: CycleGAN's cycle weight (10).
@@ -120,6 +124,7 @@ class TranslationConfig:
     num_patches: int = 256
     nce_width: int = 256
     nce_temperature: float = 0.07
+    nce_negatives: str = "image"
     lambda_gan: float = 1.0
     lambda_nce: float | None = None
     lambda_cycle: float = 10.0
@@ -159,6 +164,11 @@ class TranslationConfig:
             )
         if not self.nce_temperature > 0:
             raise ValueError(f"nce_temperature must be > 0; got {self.nce_temperature}")
+        if self.nce_negatives not in NCE_NEGATIVES:
+            raise ValueError(
+                f"nce_negatives must be one of {NCE_NEGATIVES}; got "
+                f"{self.nce_negatives!r}"
+            )
         for name in ("lambda_gan", "lambda_cycle", "lambda_identity"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")

@@ -143,7 +143,12 @@ def _nce(config, G, F, src, tgt, key, flip=None):
     q_pool, _ = F(feat_q, patch_ids=ids)
     total = 0.0
     for q, k in zip(q_pool, k_pool, strict=True):
-        loss = patch_nce_loss(q, k, temperature=config.nce_temperature)
+        loss = patch_nce_loss(
+            q,
+            k,
+            temperature=config.nce_temperature,
+            negatives=config.nce_negatives,
+        )
         total = total + jnp.mean(loss) * config.lambda_nce_used
     return total / len(layers)
 

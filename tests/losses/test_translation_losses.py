@@ -44,6 +44,41 @@ def test_patch_nce_matches_reference(tau):
     )
 
 
+def np_patch_nce_batch(q, k, tau):
+    """Batch-wide negatives: every patch of every image, own position masked."""
+    b, p, _ = q.shape
+    qf, kf = q.reshape(b * p, -1), k.reshape(b * p, -1)
+    out = np.empty(b * p)
+    for i in range(b * p):
+        neg = np.array([qf[i] @ kf[j] if j != i else -10.0 for j in range(b * p)])
+        logits = np.concatenate([[qf[i] @ kf[i]], neg]) / tau
+        m = logits.max()
+        out[i] = -(logits[0] - m - np.log(np.exp(logits - m).sum()))
+    return out.reshape(b, p)
+
+
+def test_patch_nce_batch_negatives():
+    rng = np.random.default_rng(3)
+    q = unit(rng.normal(size=(3, 4, 5)))
+    k = unit(q + 0.3 * rng.normal(size=q.shape))
+    qj, kj = jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32)
+    got = patch_nce_loss(qj, kj, temperature=0.1, negatives="batch")
+    np.testing.assert_allclose(
+        np.asarray(got), np_patch_nce_batch(q, k, 0.1), rtol=1e-4, atol=1e-6
+    )
+    # more negatives: every patch's loss is at least its same-image loss
+    same = patch_nce_loss(qj, kj, temperature=0.1)
+    assert np.all(np.asarray(got) >= np.asarray(same) - 1e-6)
+    # one image per batch: the two settings agree
+    np.testing.assert_allclose(
+        np.asarray(patch_nce_loss(qj[:1], kj[:1], negatives="batch")),
+        np.asarray(patch_nce_loss(qj[:1], kj[:1])),
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="negatives"):
+        patch_nce_loss(qj, kj, negatives="all")
+
+
 def test_patch_nce_invariants_and_key_not_differentiated():
     rng = np.random.default_rng(1)
     q = jnp.asarray(unit(rng.normal(size=(1, 6, 8))), jnp.float32)

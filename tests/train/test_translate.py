@@ -40,6 +40,7 @@ TINY = dict(
         ({"n_blocks": -1}, "n_blocks must be an integer >= 0"),
         ({"decay_steps": 5000}, r"decay_steps must lie in \[0, steps=2000\]"),
         ({"nce_temperature": 0.0}, "nce_temperature must be > 0"),
+        ({"nce_negatives": "all"}, "nce_negatives must be one of"),
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
         ({"spacing": 0.0}, "spacing must be > 0 mm"),
         ({"pool_size": -1}, "pool_size must be an integer >= 0"),
@@ -181,3 +182,15 @@ def test_content_loss_falls_on_a_tiny_batch(method, term):
     losses = [trainer.step()[term] for _ in range(60)]
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.integration
+def test_batch_wide_negatives_train():
+    """CUT with two images per batch and negatives from both: PatchNCE falls."""
+    config = TranslationConfig(method="cut", steps=60, learning_rate=2e-3,
+                               decay_steps=0, batch_size=2, nce_negatives="batch",
+                               **TINY)  # fmt: skip
+    trainer = TranslationTrainer(config, _data(0, n=2), _data(1, n=2, power=2.0))
+    losses = [trainer.step()["nce"] for _ in range(60)]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert np.all(np.isfinite(losses)) and last < 0.7 * first, (first, last)

@@ -199,3 +199,23 @@ def test_map_database_checks_and_atomicity(tiny_db, tmp_path):
         assert json.loads(b.attrs["note"]) == {"a": 1}
     with pytest.raises(FileExistsError):
         map_database(tiny_db, out, lambda r, im: im)
+
+
+def test_schedule_and_negative_flags_reach_the_configuration(tmp_path):
+    from jaxsim._cli_translate import config_from_args
+    from jaxsim.cli import build_parser
+
+    base = ["translate", "train", "--source", "sim", "--target", str(tmp_path),
+            "--out", str(tmp_path / "run"), "--steps", "40"]  # fmt: skip
+    default = config_from_args(build_parser().parse_args(base))
+    assert default.decay_steps is None and default.decay_steps_used == 20
+    assert default.nce_negatives == "image"
+    args = build_parser().parse_args(
+        [*base, "--decay-steps", "10", "--nce-negatives", "batch"]
+    )
+    config = config_from_args(args)
+    assert (config.decay_steps_used, config.nce_negatives) == (10, "batch")
+    with pytest.raises(ValueError, match=r"decay_steps must lie in \[0, steps=40\]"):
+        config_from_args(build_parser().parse_args([*base, "--decay-steps", "41"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--nce-negatives", "all"])
