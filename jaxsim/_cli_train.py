@@ -67,6 +67,15 @@ def _add_train(subparsers) -> argparse.ArgumentParser:
         help="simulator settings for --data sim (SamplerSpec fields, ranges as "
         'pairs), e.g. \'{"random_appearance": [0.5, 0.5], "clutter": [0, 8]}\'',
     )
+    p.add_argument(
+        "--translator",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="pass every training image through this translation model (jaxsim "
+        "translate train) first: train on translated simulations (2D networks; "
+        "--shape and --pixel-size must be the translator's)",
+    )
     p.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
     p.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}"
@@ -197,6 +206,7 @@ def run_train(args) -> int:
         seed=args.seed,
         data_spacing=None if args.spacing is None else parse_spacing(args.spacing),
         label_map=label_mapping(args.labels),
+        translator=None if args.translator is None else str(args.translator),
     )
     result = run_training(
         config, args.out, resume=args.resume, overwrite=args.force,

@@ -84,6 +84,15 @@ def test_train_names_missing_data(tmp_path, capsys):
     assert code == 2 and "--data" in err and "no such file" in err
 
 
+def test_train_names_a_missing_translator(cases, tmp_path, capsys):
+    code, _, err = _run(
+        ["train", "--data", cases, "--translator", tmp_path / "nope", "--out",
+         tmp_path / "r"], capsys,
+    )  # fmt: skip
+    assert code == 2 and "holds no translation run" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_train_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = _run(

@@ -39,6 +39,7 @@ from ._sim2real import evaluate_cases as evaluate_cases
 from ._sim2real import patient_phases as patient_phases
 from ._sim2real import run_sim2real as run_sim2real
 from ._sim2real import split_patients as split_patients
+from ._transformed import TransformedData as TransformedData
 from ._transforms import Augmentation as Augmentation
 from ._transforms import augment as augment
 from ._transforms import normalize as normalize

@@ -75,6 +75,9 @@ class TrainConfig:
             ``data`` when ``validation`` is ``None``.
         sampler: :class:`~jaxsim.population.SamplerSpec` fields that ``"sim"``
             data overrides (ranges as pairs), e.g. ``{"clutter": [0, 8]}``.
+        translator: a translation run folder (``jaxsim translate train``) whose
+            generator every training image passes through (2D networks; the
+            labels stay the simulation's): training on translated simulations.
     """
 
     model: str = "unet2d"
@@ -96,6 +99,7 @@ class TrainConfig:
     label_map: dict | None = None
     validation_size: int = 64
     sampler: dict = dataclasses.field(default_factory=dict)
+    translator: str | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):

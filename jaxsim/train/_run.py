@@ -24,6 +24,7 @@ from jaxsim.random import stream
 
 from ._data import Preprocessing, SimulatedData, SliceData, open_data, slices_from_cases
 from ._loop import TrainConfig, Trainer, TrainResult, fit
+from ._transformed import TransformedData
 
 __all__ = [
     "DEFAULT_MODEL_OPTIONS",
@@ -263,6 +264,8 @@ def run_training(
         )
         if isinstance(data, SliceData) and config.validation is None:
             data, validation = _split_real(data)
+        if config.translator is not None:
+            data = TransformedData(data, config.translator, preprocessing)
     if validation is None:
         validation = _validation(config, data, preprocessing)
     model = _model(config, nnx.Rngs(config.seed))
