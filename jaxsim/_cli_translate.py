@@ -33,7 +33,10 @@ example:
   jaxsim train --data ../shared/data/acdc --spacing 10 1.5 1.5 --out seg_real
   jaxsim translate report --segmenter seg_real --real ../shared/data/acdc \\
       --spacing 10 1.5 1.5 --simulated quick.h5 --translated quick_real.h5 \\
-      --out realism.json"""
+      --out realism.json
+  jaxsim translate report --segmenter seg_real --real ../shared/data/acdc \
+      --spacing 10 1.5 1.5 --set analytic=pop.h5 --set cut=pop_cut.h5 \
+      --set cyclegan=pop_cyclegan.h5 --out realism.json"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -171,6 +174,10 @@ def _add_report(sub) -> None:
     p.add_argument("--simulated", type=Path, default=None, metavar="DB.h5")
     p.add_argument("--translated", type=Path, default=None, metavar="DB.h5")
     p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="NAME=DB.h5",
+        help="a named database to compare (repeat for several)",
+    )  # fmt: skip
+    p.add_argument(
         "--max-records", type=int, default=None,
         help="read at most this many records of each database",
     )  # fmt: skip
@@ -258,28 +265,40 @@ def run_report(args) -> int:
     from jaxsim.io import atomic_path
     from jaxsim.train import database_slices, load_run, real_slices, realism
 
-    if args.simulated is None and args.translated is None:
-        raise ValueError("give --simulated and/or --translated databases to compare")
+    paths = {}
+    for name in ("simulated", "translated"):
+        if getattr(args, name) is not None:
+            paths[name] = getattr(args, name)
+    for spec in args.sets:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--set takes NAME=DB.h5; got {spec!r}")
+        if name in paths or name == "real":
+            raise ValueError(f"--set: the name {name!r} is used twice (or is 'real')")
+        paths[name] = Path(path)
+    if not paths:
+        raise ValueError(
+            "give databases to compare: --simulated, --translated or --set NAME=DB.h5"
+        )
     with atomic_path(args.out, overwrite=args.force, what="report") as tmp:
         segmenter, preprocessing, _ = load_run(args.segmenter)
         spacing = None if args.spacing is None else parse_spacing(args.spacing)
         real = real_slices(args.real, preprocessing, spacing=spacing)
-        sets = {}
-        for name in ("simulated", "translated"):
-            path = getattr(args, name)
-            if path is not None:
-                sets[name] = database_slices(
-                    path, preprocessing, max_records=args.max_records
-                )
+        sets = {
+            name: database_slices(path, preprocessing, max_records=args.max_records)
+            for name, path in paths.items()
+        }
         report = realism(segmenter, real, sets)
         report["segmenter"] = str(args.segmenter)
         tmp.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{'set':<12}{'KS RV':>8}{'KS MYO':>8}{'KS LV':>8}{'FD-seg':>10}{'Dice':>7}")
+    width = max(12, *(len(n) + 2 for n in sets))
+    columns = "".join(f"{c:>8}" for c in ("KS RV", "KS MYO", "KS LV"))
+    print(f"{'set':<{width}}{columns}{'FD-seg':>10}{'Dice':>7}")
     for name in sets:
         r = report[name]
         ks = [r["ks"].get(k, float("nan")) for k in ("RV", "MYO", "LV")]
         print(
-            f"{name:<12}" + "".join(f"{v:>8.3f}" for v in ks)
+            f"{name:<{width}}" + "".join(f"{v:>8.3f}" for v in ks)
             + f"{r['fd_seg']:>10.3f}{r['dice']['mean']:>7.3f}"
         )  # fmt: skip
     print(f"real slices: Dice {report['real']['dice']['mean']:.3f}; -> {args.out}")

@@ -126,6 +126,16 @@ def test_cli_report(tiny_db, real_folder, tmp_path):
     # the same database twice: identical figures
     assert r["simulated"] == r["translated"]
     assert main(args) == 2  # exists: not overwritten without --force
+    # named sets: the same figures under the chosen names
+    named = ["translate", "report", "--segmenter", str(seg), "--real",
+             str(real_folder), "--set", f"analytic={tiny_db}", "--out",
+             str(tmp_path / "named.json")]  # fmt: skip
+    assert main(named) == 0
+    assert (
+        json.loads((tmp_path / "named.json").read_text())["analytic"] == r["simulated"]
+    )
+    bad = [*named[:-1], str(tmp_path / "bad.json"), "--set", "oops"]
+    assert main(bad) == 2 and not (tmp_path / "bad.json").exists()
 
 
 def test_help_for_every_action(capsys):
