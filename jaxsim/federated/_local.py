@@ -226,7 +226,9 @@ def evaluate_site(
                 model, case.image, case.spacing, prep, n_classes=ACDC.n_classes,
                 tta=config.tta,
             )  # fmt: skip
-            scores.append(dice_score(pred, case.labels, labels=list(STRUCTURES.values())))
+            scores.append(
+                dice_score(pred, case.labels, labels=list(STRUCTURES.values()))
+            )
         for structure, value in STRUCTURES.items():
             out[f"dice-{structure}"] = float(np.mean([d[value] for d in scores]))
     out["dice-mean"] = float(np.mean([out[f"dice-{s}"] for s in STRUCTURES]))
