@@ -77,7 +77,8 @@ LOCAL_ROUND = "jaxsim.local-round"
 
 def arrays_to_record(arrays: dict) -> ArrayRecord:
     """``{key: numpy array}`` as an ``ArrayRecord`` (same keys and order)."""
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    # np.ascontiguousarray would turn 0-d arrays into shape (1,)
+    return ArrayRecord({k: Array(np.asarray(v, order="C")) for k, v in arrays.items()})
 
 
 def record_to_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
