@@ -35,6 +35,8 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+# CPU actors: keep Ray from rewriting the accelerator variables (and warning)
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 import json  # noqa: E402
 import time  # noqa: E402
@@ -176,8 +178,14 @@ class FlowerTransport:
         timeout: seconds to wait for nodes and for each round's replies.
     """
 
-    def __init__(self, grid: Grid, sites=None, state_root=None, expected: int = 1,
-                 timeout: float = 3600.0):  # fmt: skip
+    def __init__(
+        self,
+        grid: Grid,
+        sites=None,
+        state_root=None,
+        expected: int = 1,
+        timeout: float = 3600.0,
+    ):
         self.grid = grid
         self.sites = None if sites is None else [str(Path(s).absolute()) for s in sites]
         self.state_root = (
@@ -246,8 +254,17 @@ class FlowerTransport:
         return scores, failures
 
 
-def make_server_app(config: FederatedConfig, sites, out, *, resume=False,  # noqa: E501
-                    overwrite=False, progress=True, log=print, results=None):  # fmt: skip
+def make_server_app(
+    config: FederatedConfig,
+    sites,
+    out,
+    *,
+    resume=False,
+    overwrite=False,
+    progress=True,
+    log=print,
+    results=None,
+):
     """A ``ServerApp`` that runs ``config`` over ``sites`` into ``out`` (the
     simulation engine's server; ``results``, a dict, receives the results)."""
     app = ServerApp()

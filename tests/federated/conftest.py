@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import pytest
 import numpy as np
+import pytest
 
 SPACING = (10.0, 4.0, 4.0)
 

@@ -61,7 +61,8 @@ def test_weighted_average_equals_float64_reference():
     got = weighted_average(sets, weights)
     for k in LAYOUT:
         ref = sum(
-            np.float64(w) * s[k].astype(np.float64) for w, s in zip(weights, sets)
+            np.float64(w) * s[k].astype(np.float64)
+            for w, s in zip(weights, sets, strict=True)
         ) / sum(weights)
         np.testing.assert_allclose(got[k], ref, rtol=2e-6, atol=1e-7)
         assert got[k].dtype == np.float32
@@ -100,8 +101,9 @@ def test_fedadam_equals_float64_reference_over_rounds():
         current, state = aggregate(config, rnd, current, ups, state)
         # Reddi et al. 2021, Algorithm 2 (FedAdam) with Adam's bias correction
         # folded into the step as Flower does
-        mean = {k: (2 * ups[0].arrays[k].astype(np.float64)
-                    + 6 * ups[1].arrays[k].astype(np.float64)) / 8 for k in ref}  # fmt: skip
+        a, b = (u.arrays for u in ups)
+        mean = {k: (2 * a[k].astype(np.float64) + 6 * b[k].astype(np.float64)) / 8
+                for k in ref}  # fmt: skip
         for k in ref:
             delta = mean[k] - ref[k]
             m[k] = 0.8 * m[k] + 0.2 * delta
@@ -193,7 +195,8 @@ def test_in_process_two_sites_two_rounds(site_factory, tmp_path, tiny):
     assert {r["train-slices"] for r in rounds} == {6}  # 2 training volumes x 3 slices
     table = result["table"]
     assert [(r["site"], r["method"]) for r in table] == [
-        ("A", "direct"), ("A", "direct+finetune"), ("B", "direct"), ("B", "direct+finetune")
+        ("A", "direct"), ("A", "direct+finetune"),
+        ("B", "direct"), ("B", "direct+finetune"),
     ]  # fmt: skip
     for r in table:
         assert 0.0 <= r["dice-mean"] <= 1.0 and "hd95-LV" in r
@@ -202,9 +205,8 @@ def test_in_process_two_sites_two_rounds(site_factory, tmp_path, tiny):
     out = tmp_path / "run"
     for name in ("federated.json", "sites.csv", "sites.json", "sites.png"):
         assert (out / name).stat().st_size > 0
-    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [
-        "1", "2"
-    ]  # fmt: skip
+    saved = (out / "checkpoints").iterdir()
+    assert sorted(p.name for p in saved if p.name.isdigit()) == ["1", "2"]
     with pytest.raises(FileExistsError, match="holds a federated run"):
         run_federated(config, sites, out, progress=False, log=None)
 

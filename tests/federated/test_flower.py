@@ -27,11 +27,11 @@ from jaxsim.federated import (  # noqa: E402
     Update,
     aggregate,
     build_network,
+    flower,  # noqa: E402
     run_federated,
     site_data,
     to_arrays,
 )
-from jaxsim.federated import flower  # noqa: E402
 
 
 def _message(kind, content, node=7):
@@ -198,6 +198,8 @@ def test_aggregation_equals_flowers_strategies(strategy):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_flower_engine_equals_in_process_driver(site_factory, tmp_path, tiny):
     sites = [site_factory("A", [1, 2]), site_factory("B", [3, 4], seed=5)]
     config = tiny(finetune_steps=0)
