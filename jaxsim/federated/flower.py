@@ -37,6 +37,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
 # CPU actors: keep Ray from rewriting the accelerator variables (and warning)
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+# A single-machine Ray cluster on 127.0.0.1 (Ray's own switch for loopback only;
+# ``ray.init(_node_ip_address="127.0.0.1")`` is resolved back to the host's IP)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import json  # noqa: E402
 import time  # noqa: E402
@@ -362,11 +365,7 @@ def run_flower_simulation(config: FederatedConfig, sites, out, *, resume=False,
     cpus = int(num_cpus or os.cpu_count() or 1)
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {
-            "num_cpus": cpus,
-            "include_dashboard": False,
-            "_node_ip_address": "127.0.0.1",
-        },
+        "init_args": {"num_cpus": cpus, "include_dashboard": False},
     }
     run_simulation(
         server_app=server, client_app=client_app, num_supernodes=len(sites),
