@@ -93,14 +93,14 @@ def _objective(loss: str):
 
 
 @functools.cache
-def _step(graphdef, loss: str, learning_rate: float, mu: float, augmented: bool):
+def _step(graphdef, loss: str, learning_rate: float, augmented: bool):
     """The jitted local step of a network layout and settings (compiled once
     per process and reused by every round and site)."""
     objective = _objective(loss)
     tx = optax.adam(learning_rate)
     augmentation = Augmentation() if augmented else None
 
-    def step(params, rest, opt_state, anchor, key, images, labels):
+    def step(params, rest, opt_state, anchor, mu, key, images, labels):
         if augmentation is not None:
             images, labels = augment(key, images, labels, augmentation)
 
@@ -109,12 +109,11 @@ def _step(graphdef, loss: str, learning_rate: float, mu: float, augmented: bool)
             model.train()
             task_loss = objective(model, images, labels)
             _, _, rest = nnx.split(model, nnx.Param, ...)
-            total = task_loss
-            if mu > 0:
-                sq = jax.tree_util.tree_map(
-                    lambda p, a: jnp.sum((p - a) ** 2), params, anchor
-                )
-                total = total + 0.5 * mu * sum(jax.tree_util.tree_leaves(sq))
+            # FedProx's proximal term (mu = 0 for FedAvg: one compiled step)
+            sq = jax.tree_util.tree_map(
+                lambda p, a: jnp.sum((p - a) ** 2), params, anchor
+            )
+            total = task_loss + 0.5 * mu * sum(jax.tree_util.tree_leaves(sq))
             return total, (task_loss, rest)
 
         (_, (task_loss, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -160,9 +159,8 @@ def local_train(
     model = from_arrays(build_network(config), arrays)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     anchor = jax.tree_util.tree_map(jnp.array, params)
-    step = _step(
-        graphdef, config.loss, float(config.learning_rate), float(mu), config.augment
-    )
+    step = _step(graphdef, config.loss, float(config.learning_rate), config.augment)
+    mu = jnp.asarray(mu, jnp.float32)
     opt_state = optax.adam(config.learning_rate).init(params)
     base = stream(jax.random.key(config.seed), f"federated.{purpose}")
     base = jax.random.fold_in(
@@ -173,7 +171,14 @@ def local_train(
         key = jax.random.fold_in(base, s)
         images, labels = data.batch(jax.random.fold_in(key, 0), config.batch_size)
         params, rest, opt_state, loss = step(
-            params, rest, opt_state, anchor, jax.random.fold_in(key, 1), images, labels
+            params,
+            rest,
+            opt_state,
+            anchor,
+            mu,
+            jax.random.fold_in(key, 1),
+            images,
+            labels,
         )
         losses.append(loss)
     losses = [float(v) for v in losses]

@@ -27,6 +27,7 @@ import numpy as np
 from jaxsim.io import CheckpointStore, atomic_path
 
 from ._aggregate import Update, aggregate
+from ._client import peak_memory_mb
 from ._config import FederatedConfig
 from ._report import write_report
 from ._tasks import get_task
@@ -213,7 +214,8 @@ def run_rounds(
                   {"history": history, "round_seconds": round_seconds,
                    "config": config.to_json()})  # fmt: skip
             _write_json(out / "federated.json", {**header, "rounds": history,
-                        "round_seconds": round_seconds})  # fmt: skip
+                        "round_seconds": round_seconds,
+                        "server_peak_rss_mb": peak_memory_mb()})  # fmt: skip
             bar.update(1)
             log(_round_line(rnd, config.rounds, rows, seconds))
         bar.close()

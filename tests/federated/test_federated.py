@@ -4,6 +4,7 @@ references, sites and their errors, the in-process driver, resume."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -179,8 +180,19 @@ def test_fedprox_term_keeps_the_update_near_the_global_network(site_factory, tin
     assert distance(50.0) < 0.8 * distance(0.0)
 
 
+def test_importing_the_package_does_not_import_flower():
+    code = (
+        "import sys, jaxsim.federated as f\n"
+        "assert 'flwr' not in sys.modules and 'ray' not in sys.modules\n"
+        "print(f.available_tasks())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "('direct', 'local')"
+
+
 def test_in_process_two_sites_two_rounds(site_factory, tmp_path, tiny):
-    assert "flwr" not in sys.modules  # the in-process driver needs no Flower
     sites = [site_factory("A", [1, 2], seed=0), site_factory("B", [3, 4], seed=5)]
     config = tiny()
     result = run_federated(config, sites, tmp_path / "run", progress=False, log=None)
