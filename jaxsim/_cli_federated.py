@@ -187,8 +187,19 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from jaxsim.federated import get_task, plot_sites, run_federated, write_table
+    from jaxsim.federated import (
+        flower_available,
+        get_task,
+        plot_sites,
+        run_federated,
+        write_table,
+    )
 
+    if args.engine == "flower" and not flower_available():
+        raise ValueError(
+            "--engine flower needs Flower: pip install 'jaxsim-imaging[federated]' "
+            "(or run --engine inprocess)"
+        )
     for site in args.sites:
         if not site.exists():
             raise FileNotFoundError(f"--sites {site}: no such folder")

@@ -135,7 +135,13 @@ def run_federated(
     sites = _check_sites(sites)
     out = Path(out)
     if engine == "flower":
-        from .flower import run_flower_simulation
+        try:
+            from .flower import run_flower_simulation
+        except ImportError as err:
+            raise ImportError(
+                f"engine 'flower' needs Flower ({err}); install the extra: pip "
+                "install 'jaxsim-imaging[federated]', or use engine 'inprocess'"
+            ) from err
 
         return run_flower_simulation(
             config, sites, out, resume=resume, overwrite=overwrite,
