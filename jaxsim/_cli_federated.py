@@ -195,11 +195,6 @@ def run(args) -> int:
         write_table,
     )
 
-    if args.engine == "flower" and not flower_available():
-        raise ValueError(
-            "--engine flower needs Flower: pip install 'jaxsim-imaging[federated]' "
-            "(or run --engine inprocess)"
-        )
     for site in args.sites:
         if not site.exists():
             raise FileNotFoundError(f"--sites {site}: no such folder")
@@ -207,6 +202,11 @@ def run(args) -> int:
     tasks = list(dict.fromkeys(args.tasks))
     for task in tasks:
         get_task(task)  # an unavailable task stops before any work
+    if args.engine == "flower" and not flower_available():
+        raise ValueError(
+            "--engine flower needs Flower: pip install 'jaxsim-imaging[federated]' "
+            "(or run --engine inprocess)"
+        )
     rows, seconds = [], {}
     for task in tasks:
         print(

@@ -33,6 +33,19 @@ def test_missing_site_folder_is_named(tmp_path, capsys):
     assert code == 2 and "nowhere" in capsys.readouterr().err
 
 
+def test_flower_engine_without_the_extra_says_how_to_install(
+    site_factory, tmp_path, capsys, monkeypatch
+):
+    import jaxsim.federated
+
+    monkeypatch.setattr(jaxsim.federated, "flower_available", lambda: False)
+    site = site_factory("A", [1, 2])
+    code = main(["federated", "--sites", str(site), "--rounds", "1",
+                 "--out", str(tmp_path / "r")])  # fmt: skip
+    assert code == 2
+    assert "jaxsim-imaging[federated]" in capsys.readouterr().err
+
+
 def test_split_sites_command(site_factory, tmp_path, capsys):
     src = site_factory("acdc", [2, 30])
     assert main(["split-sites", str(src), "--out", str(tmp_path / "s")]) == 0

@@ -237,3 +237,23 @@ def test_flower_engine_equals_in_process_driver(site_factory, tmp_path, tiny):
         np.testing.assert_allclose(a["train-loss"], b["train-loss"], rtol=1e-4)
         np.testing.assert_allclose(a["dice-mean"], b["dice-mean"], atol=1e-6)
     assert seconds < 900
+
+
+def test_run_config_of_flwr_run_gives_the_settings():
+    config, options = flower.config_from_run_config(
+        {"task": "local", "rounds": 4, "local-steps": 7, "strategy": "fedprox",
+         "proximal-mu": 0.5, "shape": "32 48", "data-spacing": "10 1.5 1.5",
+         "model-options": '{"channels": [4, 8], "strides": [2]}',
+         "label-map": '{"1": 1, "2": 2, "3": 3}', "out": "/tmp/x",
+         "sites": "a:b:c", "resume": True}
+    )  # fmt: skip
+    assert config == FederatedConfig(
+        task="local", rounds=4, local_steps=7, strategy="fedprox", proximal_mu=0.5,
+        shape=(32, 48), data_spacing=(10, 1.5, 1.5),
+        model_options={"channels": [4, 8], "strides": [2]},
+        label_map={1: 1, 2: 2, 3: 3},
+    )  # fmt: skip
+    assert options == {"out": "/tmp/x", "sites": ["a", "b", "c"], "num_sites": 3,
+                       "resume": True, "overwrite": False}  # fmt: skip
+    with pytest.raises(ValueError, match="rounds"):
+        flower.config_from_run_config({"rounds": 0})
