@@ -257,3 +257,26 @@ def test_run_config_of_flwr_run_gives_the_settings():
                        "resume": True, "overwrite": False}  # fmt: skip
     with pytest.raises(ValueError, match="rounds"):
         flower.config_from_run_config({"rounds": 0})
+
+
+@pytest.mark.slow
+def test_flower_engine_goes_on_without_a_failing_site(site_factory, tmp_path, tiny):
+    import json
+    import subprocess
+    import sys
+
+    good = site_factory("good", [1, 2])
+    (tmp_path / "sites" / "empty").mkdir()
+    out = tmp_path / "flower"
+    config = tiny(rounds=1, finetune_steps=0)
+    done = subprocess.run(
+        [sys.executable, "-c", _ENGINE_RUN, config.dumps(),
+         json.dumps([str(good), str(tmp_path / "sites" / "empty")]), str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads((out / "sites.json").read_text())
+    ok = [r for r in table if r["status"] == "ok"]
+    failed = [r for r in table if r["status"] == "failed"]
+    assert [r["site"] for r in ok] == ["good"]
+    assert failed and all("'empty' has no usable cases" in r["error"] for r in failed)
