@@ -198,6 +198,8 @@ def run_rounds(
             t0 = time.perf_counter()
             final = rnd == config.rounds
             updates, failures = transport.train(config, rnd, arrays)
+            updates, refused = _acceptable(updates, arrays, task.shares_arrays)
+            failures = failures + refused
             if not updates:
                 reasons = "; ".join(f"{f.site}: {f.reason}" for f in failures)
                 raise RuntimeError(f"every site failed in round {rnd}: {reasons}")
@@ -229,6 +231,27 @@ def run_rounds(
     }
 
 
+def _acceptable(updates, arrays, shares: bool):
+    """Updates that can be aggregated, and failures for the others (arrays of
+    another network, a weight below 1): one bad site does not spoil the round."""
+    from ._state import check_arrays
+
+    good, bad = [], []
+    for u in updates:
+        try:
+            if shares:
+                check_arrays(u.arrays, arrays)
+            elif u.arrays:
+                raise ValueError("the task shares nothing, yet arrays were sent")
+            if not u.num_examples >= 1:
+                raise ValueError(f"num-examples must be >= 1; got {u.num_examples}")
+        except ValueError as err:
+            bad.append(Failure(u.site, f"update refused: {err}"))
+            continue
+        good.append(u)
+    return good, bad
+
+
 def _round_rows(config, rnd, updates, scores, failures) -> list[dict]:
     by_site: dict[str, dict] = {}
     for u in updates:
@@ -244,9 +267,12 @@ def _round_rows(config, rnd, updates, scores, failures) -> list[dict]:
     for site in sorted(by_site):
         rows.append({"round": rnd, "task": config.task, "site": site,
                      "status": "ok", **by_site[site]})  # fmt: skip
-    for f in failures:
-        rows.append({"round": rnd, "task": config.task, "site": f.site,
-                     "status": "failed", "error": f.reason})  # fmt: skip
+    first: dict[str, str] = {}
+    for f in failures:  # a site failing to train fails to evaluate too: say it once
+        first.setdefault(f.site, f.reason)
+    for site, reason in first.items():
+        rows.append({"round": rnd, "task": config.task, "site": site,
+                     "status": "failed", "error": reason})  # fmt: skip
     return rows
 
 

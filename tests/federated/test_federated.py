@@ -280,3 +280,27 @@ def test_local_task_shares_nothing_and_learns_alone(site_factory, tiny):
     assert second.metrics["loss"] < 0.9 * first.metrics["loss"]  # it learns
     model = from_arrays(build_network(config), second.local_state)
     assert isinstance(model, nnx.Module)
+
+
+def test_updates_of_another_network_are_refused_not_averaged(tmp_path, tiny):
+    from jaxsim.federated import Failure, run_rounds
+
+    config = tiny(rounds=1, finetune_steps=0)
+    initial = get_task("direct").initial_arrays(config)
+
+    class Transport:  # one good site, one sending a truncated network
+        def train(self, config, server_round, arrays):
+            good = {k: v + 1.0 for k, v in arrays.items()}
+            bad = dict(list(arrays.items())[:-1])
+            return [Update("good", good, 4, {}), Update("bad", bad, 4, {})], []
+
+        def evaluate(self, config, server_round, arrays, final):
+            return [("good", {"dice-mean": 0.5, "num-examples": 1})], [
+                Failure("bad", "no scores")
+            ]
+
+    result = run_rounds(config, tmp_path / "r", Transport(), progress=False, log=None)
+    for k, v in initial.items():  # the mean of the good site alone
+        np.testing.assert_allclose(result["arrays"][k], v + 1.0, rtol=1e-6)
+    bad = [r for r in result["rounds"] if r["site"] == "bad"]
+    assert any("update refused" in r["error"] and "missing" in r["error"] for r in bad)
