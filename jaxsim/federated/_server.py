@@ -271,6 +271,10 @@ def _round_rows(config, rnd, updates, scores, failures) -> list[dict]:
     for f in failures:  # a site failing to train fails to evaluate too: say it once
         first.setdefault(f.site, f.reason)
     for site, reason in first.items():
+        if site in by_site:  # trained, then failed to evaluate (or the reverse)
+            row = next(r for r in rows if r["site"] == site)
+            row.update(status="failed", error=reason)
+            continue
         rows.append({"round": rnd, "task": config.task, "site": site,
                      "status": "failed", "error": reason})  # fmt: skip
     return rows
