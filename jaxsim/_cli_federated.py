@@ -194,6 +194,7 @@ def run(args) -> int:
         run_federated,
         write_table,
     )
+    from jaxsim.io import atomic_path
 
     for site in args.sites:
         if not site.exists():
@@ -227,7 +228,8 @@ def run(args) -> int:
         seconds[task] = result["round_seconds"]
     write_table(args.out / "sites", rows)
     plot_sites(args.out / "sites.png", rows, f"{base.strategy}, {base.rounds} rounds")
-    (args.out / "timing.json").write_text(json.dumps(seconds, indent=1) + "\n")
+    with atomic_path(args.out / "timing.json", overwrite=True, what="timings") as tmp:
+        tmp.write_text(json.dumps(seconds, indent=1) + "\n")
     print(f"\n{'site':<8}{'method':<18}{'LV':>7}{'MYO':>7}{'RV':>7}{'mean':>7}")
     for r in rows:
         if r["status"] != "ok":

@@ -42,6 +42,7 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -357,6 +358,10 @@ def run_flower_simulation(config: FederatedConfig, sites, out, *, resume=False,
     """
     from flwr.simulation import run_simulation
 
+    flwr_log = logging.getLogger("flwr")
+    flwr_log.propagate = False  # Flower prints through its own handler, once
+    if not progress:
+        flwr_log.setLevel(logging.WARNING)
     results: dict = {}
     server = make_server_app(
         config, sites, out, resume=resume, overwrite=overwrite, progress=progress,
