@@ -44,6 +44,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -372,10 +373,16 @@ def run_flower_simulation(config: FederatedConfig, sites, out, *, resume=False,
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "include_dashboard": False},
     }
-    run_simulation(
-        server_app=server, client_app=client_app, num_supernodes=len(sites),
-        backend_config=backend_config,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        # Ray starts its processes by fork + exec, which JAX's warning about
+        # fork in a multithreaded process does not apply to
+        warnings.filterwarnings(
+            "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+        )
+        run_simulation(
+            server_app=server, client_app=client_app, num_supernodes=len(sites),
+            backend_config=backend_config,
+        )  # fmt: skip
     if not results:
         raise RuntimeError(
             "the Flower simulation ended without results (see the log above)"
