@@ -34,6 +34,7 @@ from ._driver import InProcessTransport as InProcessTransport
 from ._driver import run_federated as run_federated
 from ._local import build_network as build_network
 from ._local import evaluate_site as evaluate_site
+from ._local import export_network as export_network
 from ._local import local_train as local_train
 from ._report import final_table as final_table
 from ._report import plot_sites as plot_sites

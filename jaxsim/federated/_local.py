@@ -41,7 +41,13 @@ from ._config import FederatedConfig
 from ._sites import Site, site_seed
 from ._state import from_arrays, to_arrays
 
-__all__ = ["build_network", "local_train", "evaluate_site", "preprocessing"]
+__all__ = [
+    "build_network",
+    "local_train",
+    "evaluate_site",
+    "export_network",
+    "preprocessing",
+]
 
 
 def _train_config(config: FederatedConfig) -> TrainConfig:
@@ -239,3 +245,47 @@ def evaluate_site(
     out["dice-mean"] = float(np.mean([out[f"dice-{s}"] for s in STRUCTURES]))
     out["num-examples"] = len(site.test)
     return out
+
+
+def export_network(
+    config: FederatedConfig, arrays: dict[str, np.ndarray], run_dir, *, sites=()
+) -> None:
+    """Write the network ``arrays`` as a training run folder (``config.json`` and
+    an orbax checkpoint) that :func:`jaxsim.train.load_run` and ``jaxsim segment
+    --model`` read, in ``run_dir`` (replaced if it holds one).
+
+    Args:
+        config: the federated run's settings (network, input layout).
+        arrays: the network's parameters.
+        run_dir: the folder to write.
+        sites: names of the sites that trained it (recorded).
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from jaxsim.io import CheckpointStore, atomic_path
+    from jaxsim.models import model_config
+    from jaxsim.train import Trainer
+
+    run_dir = Path(run_dir)
+    train_config = _train_config(config)
+    model = from_arrays(build_network(config), arrays)
+    prep = preprocessing(config)
+    meta = {
+        "format": "jaxsim-run",  # jaxsim.train's run folder
+        "config": train_config.to_json(),
+        "model": model_config(model),
+        "preprocessing": {"shape": list(prep.shape), "spacing": prep.spacing,
+                          "percentile": prep.percentile, "slices": None},
+        "labels": {"scheme": ACDC.name, "classes": list(ACDC.classes)},
+        "data": {"kind": "federated", "task": config.task,
+                 "strategy": config.strategy, "sites": list(sites)},
+    }  # fmt: skip
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(train_config, model, make_objective(train_config), data=None)
+    with CheckpointStore(run_dir, max_to_keep=1) as store:
+        trainer.save(store, meta)
+    with atomic_path(run_dir / "config.json", overwrite=True, what="run") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")

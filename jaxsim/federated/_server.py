@@ -29,6 +29,7 @@ from jaxsim.io import CheckpointStore, atomic_path
 from ._aggregate import Update, aggregate
 from ._client import peak_memory_mb
 from ._config import FederatedConfig
+from ._local import export_network
 from ._report import write_report
 from ._tasks import get_task
 
@@ -144,7 +145,9 @@ def run_rounds(
     ``out`` receives ``federated.json`` (configuration, sites, every round's
     per-site rows, timings), ``checkpoints/`` (orbax: the global network after
     each round, FedAdam's moments, the history), ``sites.csv``/``sites.json``
-    (the per-site table of the last round) and ``sites.png``.
+    (the per-site table of the last round), ``sites.png`` and, for tasks that
+    share a network, ``model/`` (the global network as a training run folder:
+    ``jaxsim segment --model OUT/model``).
 
     Args:
         config: the run's settings.
@@ -222,6 +225,9 @@ def run_rounds(
             log(_round_line(rnd, config.rounds, rows, seconds))
         bar.close()
     table = write_report(out, config, history)
+    if task.shares_arrays:
+        names = sorted({r["site"] for r in history if r["status"] == "ok"})
+        export_network(config, arrays, out / "model", sites=names)
     return {
         **header,
         "rounds": history,

@@ -219,6 +219,13 @@ def test_in_process_two_sites_two_rounds(site_factory, tmp_path, tiny):
         assert (out / name).stat().st_size > 0
     saved = (out / "checkpoints").iterdir()
     assert sorted(p.name for p in saved if p.name.isdigit()) == ["1", "2"]
+    # the global network is a training run that jaxsim segment reads
+    from jaxsim.train import load_run
+
+    model, prep, meta = load_run(out / "model")
+    exported = to_arrays(model)
+    assert all(np.array_equal(exported[k], v) for k, v in result["arrays"].items())
+    assert prep.shape == (16, 16) and meta["data"]["sites"] == ["A", "B"]
     with pytest.raises(FileExistsError, match="holds a federated run"):
         run_federated(config, sites, out, progress=False, log=None)
 
