@@ -106,7 +106,7 @@ class LocalStateStore:
         return {k: np.asarray(flat[f"{i:05d}"]) for i, k in enumerate(meta["keys"])}
 
 
-def _previous_state(memory, store: LocalStateStore, server_round: int, site: str):
+def _previous_state(memory, store: LocalStateStore, server_round: int):
     """The site-local state after round ``server_round - 1``: from memory, else
     from the site's disk; empty before round 1."""
     if memory is not None and memory[0] == server_round - 1:
@@ -114,9 +114,7 @@ def _previous_state(memory, store: LocalStateStore, server_round: int, site: str
     if server_round == 1:
         return {}
     saved = store.load(server_round - 1)
-    if saved is None:
-        return {}
-    return saved
+    return {} if saved is None else saved
 
 
 def client_train(
@@ -145,7 +143,7 @@ def client_train(
     task = get_task(config.task)
     site, data = site_data(config, site_dir)
     store = LocalStateStore(state_dir)
-    local = _previous_state(memory, store, server_round, site.name)
+    local = _previous_state(memory, store, server_round)
     if not local and server_round > 1 and not task.shares_arrays:
         raise RuntimeError(
             f"site {site.name!r}: its own network after round {server_round - 1} is "
@@ -172,9 +170,7 @@ def client_evaluate(
     ``(site name, metrics)``."""
     task = get_task(config.task)
     site, data = site_data(config, site_dir)
-    local = _previous_state(
-        memory, LocalStateStore(state_dir), server_round + 1, site.name
-    )
+    local = _previous_state(memory, LocalStateStore(state_dir), server_round + 1)
     metrics = task.evaluate(config, site, data, arrays, server_round, local, final)
     metrics["peak-rss-mb"] = peak_memory_mb()
     return site.name, metrics
