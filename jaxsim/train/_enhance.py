@@ -291,7 +291,9 @@ def build_enhancer(config: EnhancerConfig, *, rngs: nnx.Rngs | None = None):
 
 def _optimizers(config: EnhancerConfig):
     def adam(lr):
-        schedule = linear_decay_schedule(lr, config.steps, config.decay_steps)
+        schedule = lr  # the reference's default: constant (niter_decay 0)
+        if config.decay_steps:
+            schedule = linear_decay_schedule(lr, config.steps, config.decay_steps)
         return optax.adam(schedule, b1=config.beta1, b2=config.beta2)
 
     return adam(config.lr_g), adam(config.lr_d)
@@ -367,6 +369,25 @@ def _train_step(config, graphdefs, tx_g, tx_d, state, cond, real):
     return new, losses
 
 
+def _step_key(config: EnhancerConfig) -> EnhancerConfig:
+    """The settings a training step depends on (runs that differ only in data,
+    length or logging share one compiled step)."""
+    keep = {} if config.decay_steps else {"steps": 1}
+    return dataclasses.replace(
+        config, real=(), twins=(), data_spacing=None, sample_every=1,
+        checkpoint_every=1, **keep,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_step(config: EnhancerConfig):
+    g, d = nnx.eval_shape(lambda: build_enhancer(config))
+    graphdefs = (nnx.split(g, nnx.Param, ...)[0], nnx.split(d, nnx.Param, ...)[0])
+    tx_g, tx_d = _optimizers(config)
+    body = functools.partial(_train_step, config, graphdefs, tx_g, tx_d)
+    return jax.jit(body, donate_argnums=(0,))
+
+
 class EnhancerTrainer:
     """The networks, state, data and compiled step of one enhancer run.
 
@@ -394,8 +415,7 @@ class EnhancerTrainer:
         }
         self.pairs = pairs
         self.root = jax.random.key(config.seed)
-        body = functools.partial(_train_step, config, self.graphdefs, tx_g, tx_d)
-        self._step = jax.jit(body, donate_argnums=(0,))
+        self._step = _compiled_step(_step_key(config))
 
     @property
     def step_count(self) -> int:
