@@ -468,22 +468,6 @@ class _NLayerD(nnx.Module):
         return feats
 
 
-def _d_output_size(n: int, n_layers: int) -> int:
-    conv4 = lambda m, s: (m + 4 - 4) // s + 1  # noqa: E731 - kernel 4, padding 2
-    n = conv4(n, 2)
-    for i in range(1, n_layers):
-        n = conv4(n, 1 if i == n_layers - 1 else 2)
-    return conv4(n, 1)
-
-
-def _fits(n: int, n_layers: int, num_d: int) -> bool:
-    for _ in range(num_d):
-        if _d_output_size(n, n_layers) < 1:
-            return False
-        n = (n - 1) // 2 + 1
-    return True
-
-
 class MultiscaleDiscriminator(nnx.Module):
     """GauGAN's multiscale PatchGAN discriminator.
 
@@ -502,6 +486,9 @@ class MultiscaleDiscriminator(nnx.Module):
         spectral: spectral norm on the normalised convs.
         init, init_gain: as :class:`SpectralConv`.
         rngs: ``nnx.Rngs``.
+
+    With padding 2 every layer keeps at least one pixel, so any input size
+    works (a side ``n`` becomes ``n // stride + 1``).
 
     Call: ``(B, H, W, in_channels)`` -> a list of ``num_d`` lists of
     ``n_layers + 1`` channel-last arrays: the intermediate features of each
@@ -532,25 +519,10 @@ class MultiscaleDiscriminator(nnx.Module):
         )
         self.in_channels = in_channels
 
-    @staticmethod
-    def smallest_side(n_layers: int = 4, num_d: int = 2) -> int:
-        """Smallest input side that gives each of ``num_d`` discriminators of
-        ``n_layers`` a score map."""
-        n = 1
-        while not _fits(n, n_layers, num_d):
-            n += 1
-        return n
-
     def __call__(self, x: jax.Array) -> list[list[jax.Array]]:
         if x.ndim != 4 or x.shape[-1] != self.in_channels:
             raise ValueError(
                 f"x must be (B, H, W, {self.in_channels}); got shape {x.shape}"
-            )
-        if not all(_fits(n, self.n_layers, self.num_d) for n in x.shape[1:3]):
-            raise ValueError(
-                f"images of {x.shape[1:3]} pixels are too small for {self.num_d} "
-                f"discriminators of n_layers={self.n_layers}: the smallest side is "
-                f"{self.smallest_side(self.n_layers, self.num_d)}"
             )
         out = []
         for i, d in enumerate(self.discriminators):

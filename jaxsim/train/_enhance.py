@@ -190,12 +190,6 @@ class EnhancerConfig:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2^31); got {self.seed!r}")
-        d = MultiscaleDiscriminator.smallest_side(self.n_layers_d, self.num_d)
-        if min(shape) < d:
-            raise ValueError(
-                f"shape {shape} is too small for {self.num_d} discriminators of "
-                f"n_layers_d={self.n_layers_d} (smallest side {d})"
-            )
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -262,7 +256,8 @@ def enhance(model, image, labels) -> jax.Array:
             :func:`load_enhancer`; in evaluation mode).
         image: ``(B, H, W)`` physics images normalised as in training (per
             slice divided by the 99.5th percentile, at the model's pixel size);
-            ``H`` and ``W`` multiples of ``2^5``.
+            ``H`` and ``W`` multiples of ``model.factor`` (32 with the default
+            five upsamplings).
         labels: ``(B, H, W)`` integer ACDC labels or ``(B, H, W, 4)`` class
             fractions (see :func:`enhancer_condition`).
 
