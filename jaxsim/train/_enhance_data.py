@@ -118,12 +118,29 @@ def _real_files(real) -> list[Path]:
     return files
 
 
+def _with_es_frames(files: list[Path], table: dict) -> list[Path]:
+    """``files`` plus, for each ED file whose twin was fitted with ES, the ES
+    file the twin names when it lies beside the ED file."""
+    out = list(files)
+    names = {p.name for p in files}
+    for path in files:
+        entry = table.get(path.name)
+        if entry is None or entry[1] != "ED":
+            continue
+        es = entry[2]["input"].get("es")
+        sibling = None if es is None else path.with_name(Path(es).name)
+        if sibling is not None and sibling.name not in names and sibling.exists():
+            out.append(sibling)
+            names.add(sibling.name)
+    return out
+
+
 def match_cases(real, twins, *, spacing) -> list[TwinCase]:
     """Pair each real file with its twin (see :func:`enhancer_pairs`)."""
     table = find_twins(twins)
     spacing = tuple(float(s) for s in spacing)
     cases = []
-    for path in _real_files(real):
+    for path in _with_es_frames(_real_files(real), table):
         if path.name not in table:
             raise ValueError(
                 f"no twin was fitted to the real file {path} (none of the reports in "
@@ -215,10 +232,12 @@ def enhancer_pairs(
     Each real HDF5 file (``image``, ``label``; the layout of the shared ACDC
     data) is matched with the twin whose ``jaxsim twin`` report names it: as
     the ED labels (rendered at cardiac phase 0) or as the ES labels (rendered at
-    the twin's ``es_phase``). The twin (:func:`jaxsim.fit.twin_from_parameters`)
-    is simulated as a bSSFP cine on the real grid (:func:`jaxsim.mr.simulate_cine`,
-    noise-free defaults, key ``fold_in(key(seed), file index)``); both stacks go
-    through ``preprocessing`` (in-plane resampling to its pixel size and shape,
+    the twin's ``es_phase``). An ED file whose twin was fitted with ES brings
+    the ES file the report names when it lies in the same folder. The twin
+    (:func:`jaxsim.fit.twin_from_parameters`) is simulated as a bSSFP cine on
+    the real grid (:func:`jaxsim.mr.simulate_cine`, noise-free defaults, key
+    ``fold_in(key(seed), file index)``); both stacks go through
+    ``preprocessing`` (in-plane resampling to its pixel size and shape,
     per-slice percentile normalisation), and every slice where the twin or the
     real labels show the heart becomes a pair.
 

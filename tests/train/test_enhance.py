@@ -125,6 +125,11 @@ def test_real_files_match_their_twins_by_name(tmp_path):
     assert [(c.real, c.phase, c.cardiac_phase) for c in cases] == [
         (a1, "ED", 0.0), (a2, "ES", 0.35)
     ]  # fmt: skip
+    # the ED file alone brings its ES frame from the same folder
+    cases = match_cases([a1], [tmp_path / "twins"], spacing=(10, 1.5, 1.5))
+    assert [c.real for c in cases] == [a1, a2]
+    assert [c.real for c in match_cases([a2], [tmp_path / "twins"],
+                                        spacing=(10, 1.5, 1.5))] == [a2]  # fmt: skip
 
 
 def test_twin_refusals(tmp_path):
