@@ -78,12 +78,24 @@ def test_reference_parameter_counts_by_hand():
     assert _generator(36, 3) == 93_048_003 and 2 * _nlayer_d(39) == 5_601_410
 
 
-def test_reference_generator_parameter_count():
+@pytest.fixture
+def cheap_weights(monkeypatch):
+    """Zeros instead of random draws: counting 92 M parameters needs their
+    shapes only, and drawing them dominates the construction's time."""
+    import jaxsim.models._spade as spade
+
+    def zeros(init, gain, key, shape, fan_in, fan_out):
+        return jnp.zeros(shape, jnp.float32)
+
+    monkeypatch.setattr(spade, "gan_weight", zeros)
+
+
+def test_reference_generator_parameter_count(cheap_weights):
     g = nnx.eval_shape(lambda: SPADEGenerator(5, 1, ngf=64, rngs=nnx.Rngs(0)))
     assert count_params(g) == _generator(5, 1) == 92_118_337
 
 
-def test_reference_discriminator_parameter_count():
+def test_reference_discriminator_parameter_count(cheap_weights):
     d = nnx.eval_shape(lambda: MultiscaleDiscriminator(6, rngs=nnx.Rngs(0)))
     assert count_params(d) == 2 * _nlayer_d(6) == 5_533_826
     d = nnx.eval_shape(lambda: MultiscaleDiscriminator(39, rngs=nnx.Rngs(0)))
