@@ -26,6 +26,7 @@ from _timing import block, print_table, write_json
 
 from jaxsim.models import count_params
 from jaxsim.train import (
+    ENHANCER_REFERENCE_SIZES,
     EnhancerConfig,
     EnhancerPairs,
     EnhancerTrainer,
@@ -94,7 +95,7 @@ def main() -> None:
     default = EnhancerConfig()
     rows = _enhancer_rows("defaults", default, args.steps)
     if args.reference:
-        ref = EnhancerConfig(ngf=64, hidden=128, ndf=64, shape=(256, 256), spacing=1.25)
+        ref = EnhancerConfig(**ENHANCER_REFERENCE_SIZES)
         rows += _enhancer_rows("reference sizes", ref, args.steps)
     cut = TranslationConfig(method="cut", shape=default.shape)
     held = Held(default.shape[0])

@@ -143,7 +143,7 @@ def config_from_args(args):
     import dataclasses
 
     from jaxsim._cli_common import parse_spacing
-    from jaxsim.train import EnhancerConfig
+    from jaxsim.train import ENHANCER_REFERENCE_SIZES, EnhancerConfig
 
     for flag, paths in (("--real", args.real), ("--twins", args.twins)):
         for path in paths:
@@ -151,7 +151,7 @@ def config_from_args(args):
                 raise FileNotFoundError(f"{flag} {path}: no such file or folder")
     sizes = {}
     if args.reference:
-        sizes = dict(ngf=64, hidden=128, ndf=64, shape=(256, 256), spacing=1.25)
+        sizes = dict(ENHANCER_REFERENCE_SIZES)
     for flag in ("ngf", "hidden", "ndf"):
         if getattr(args, flag) is not None:
             sizes[flag] = getattr(args, flag)

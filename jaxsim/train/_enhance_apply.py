@@ -24,7 +24,7 @@ from jaxsim.labels import ACDC, task_labels
 from jaxsim.phantoms import TISSUES
 
 from ._data import Preprocessing
-from ._enhance import _enhance_jit, load_enhancer
+from ._enhance_run import _enhance_jit, load_enhancer
 from ._translate_apply import slice_scale
 
 __all__ = ["enhance_database", "enhance_volume"]
