@@ -25,6 +25,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_twin",
     "jaxsim._cli_translate",
     "jaxsim._cli_federated",
+    "jaxsim._cli_enhance",
 )
 
 

@@ -64,7 +64,7 @@ def plot_twin(
 
     phases = list(real)
     picks = _slices(real[phases[0]], n_slices)
-    rows, cols = _crop(np.maximum(*(real[p] for p in phases)) if phases else None)
+    rows, cols = _crop(np.maximum.reduce([real[p] for p in phases]) if phases else None)
     ncol = len(picks) + (cine is not None)
     fig, axes = plt.subplots(
         len(phases), ncol, figsize=(2.6 * ncol, 2.8 * len(phases)), dpi=90,

@@ -16,6 +16,8 @@ by default, ``(batch, *spatial, classes)``, the layout of Flax convolutions;
   distance maps :func:`signed_distance_map`, :func:`squared_distance_transform`;
 * :func:`lsgan_loss`, :func:`l1_loss`, :func:`patch_nce_loss` — the losses of
   CycleGAN and CUT (unpaired translation);
+* :func:`hinge_gan_loss`, :func:`feature_matching_loss` — GauGAN's (SPADE)
+  adversarial and feature-matching losses;
 * :func:`deep_supervision_loss` with :func:`deep_supervision_weights` and
   :func:`downsample_labels` — nnU-Net's deep supervision.
 
@@ -40,12 +42,16 @@ from ._overlap import soft_dice_loss as soft_dice_loss
 from ._shape import dice_ce_shape_loss as dice_ce_shape_loss
 from ._shape import shape_aware_loss as shape_aware_loss
 from ._shape import shape_information as shape_information
+from ._spade import feature_matching_loss as feature_matching_loss
+from ._spade import hinge_gan_loss as hinge_gan_loss
 from ._translation import NCE_NEGATIVES as NCE_NEGATIVES
 from ._translation import l1_loss as l1_loss
 from ._translation import lsgan_loss as lsgan_loss
 from ._translation import patch_nce_loss as patch_nce_loss
 
 __all__ = [
+    "feature_matching_loss",
+    "hinge_gan_loss",
     "l1_loss",
     "lsgan_loss",
     "patch_nce_loss",

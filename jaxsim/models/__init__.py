@@ -10,6 +10,9 @@ Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
 * :class:`ResnetGenerator`, :class:`PatchDiscriminator`, :class:`PatchSampleMLP`,
   :class:`ImagePool` -- CycleGAN and CUT (unpaired sim-to-real translation);
   parameter counts equal the PyTorch references'.
+* :class:`SPADEGenerator`, :class:`MultiscaleDiscriminator`, :class:`SPADE`,
+  :class:`SPADEResBlock`, :class:`SpectralConv` -- SPADE / GauGAN (the
+  enhancer of physics renderings); parameter counts equal NVlabs/SPADE's.
 * :func:`build_model`, :func:`model_config`, :func:`build_model_from_config` --
   registry and JSON-serialisable constructor configs.
 
@@ -33,6 +36,15 @@ from ._registry import build_model_from_config as build_model_from_config
 from ._registry import count_params as count_params
 from ._registry import model_config as model_config
 from ._segresnet import SegResNetVAE as SegResNetVAE
+from ._spade import SPADE as SPADE
+from ._spade import UPSAMPLING_LAYERS as UPSAMPLING_LAYERS
+from ._spade import MultiscaleDiscriminator as MultiscaleDiscriminator
+from ._spade import SPADEGenerator as SPADEGenerator
+from ._spade import SPADEResBlock as SPADEResBlock
+from ._spade import SpectralConv as SpectralConv
+from ._spade import SpectralVector as SpectralVector
+from ._spade import avg_pool_3x3 as avg_pool_3x3
+from ._spade import resize_nearest as resize_nearest
 from ._translation import PatchDiscriminator as PatchDiscriminator
 from ._translation import ResnetGenerator as ResnetGenerator
 from ._translation import blur_downsample as blur_downsample

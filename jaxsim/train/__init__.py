@@ -9,6 +9,12 @@ Sim-to-real translation (CUT, FastCUT, CycleGAN): :func:`run_translation` trains
 on unpaired simulated and real slices, :func:`translate_database` rewrites a
 database with translated images (labels kept), and :func:`realism` measures
 per-tissue KS, an in-project Fréchet distance and label preservation.
+
+The SPADE (GauGAN) enhancer: :func:`run_enhancer` trains it on pairs of patient
+twins' physics renderings and the patients' real images
+(:func:`enhancer_pairs`), :func:`enhance` applies it (differentiable, for
+``jit``-ed chains) and :func:`enhance_database` rewrites a database with
+enhanced images (labels kept).
 """
 
 from ._data import DatabaseData as DatabaseData
@@ -17,6 +23,24 @@ from ._data import SimulatedData as SimulatedData
 from ._data import SliceData as SliceData
 from ._data import open_data as open_data
 from ._data import slices_from_cases as slices_from_cases
+from ._enhance import ENHANCER_FORMAT as ENHANCER_FORMAT
+from ._enhance import ENHANCER_REFERENCE_SIZES as ENHANCER_REFERENCE_SIZES
+from ._enhance import EnhancerConfig as EnhancerConfig
+from ._enhance import EnhancerTrainer as EnhancerTrainer
+from ._enhance import build_enhancer as build_enhancer
+from ._enhance import enhance as enhance
+from ._enhance import enhancer_condition as enhancer_condition
+from ._enhance_apply import enhance_database as enhance_database
+from ._enhance_apply import enhance_volume as enhance_volume
+from ._enhance_data import EnhancerPairs as EnhancerPairs
+from ._enhance_data import TwinCase as TwinCase
+from ._enhance_data import enhancer_pairs as enhancer_pairs
+from ._enhance_data import find_twins as find_twins
+from ._enhance_data import match_cases as match_cases
+from ._enhance_run import EnhancerResult as EnhancerResult
+from ._enhance_run import enhance_batch as enhance_batch
+from ._enhance_run import load_enhancer as load_enhancer
+from ._enhance_run import run_enhancer as run_enhancer
 from ._infer import largest_components as largest_components
 from ._infer import segment_volume as segment_volume
 from ._loop import TrainConfig as TrainConfig
