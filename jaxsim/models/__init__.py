@@ -39,3 +39,5 @@ from ._translation import blur_downsample as blur_downsample
 from ._translation import blur_upsample as blur_upsample
 from ._translation import patchgan_output_size as patchgan_output_size
 from ._unet import UNet as UNet
+from ._glo import SHAPE_FIELDS as SHAPE_FIELDS
+from ._glo import ShapeGLO as ShapeGLO
