@@ -219,9 +219,7 @@ class _Model:
         return subject.replace(deformation=deformation)
 
     def affine(self, params, image_affine):
-        rot = self.rotation0 @ rotation_matrix(
-            _SCALE["rotation"] * params["rotation"]
-        )
+        rot = self.rotation0 @ rotation_matrix(_SCALE["rotation"] * params["rotation"])
         shift = self.centre_ph + _SCALE["translation"] * params["translation"]
         return posed_affine(rot, self.centre_img, shift, image_affine)
 

@@ -75,6 +75,22 @@ def check_shard(design, shard) -> tuple[int, int]:
     return i, n
 
 
+def subject_table(subjects) -> dict[str, np.ndarray]:
+    """``name -> (n_subjects, ...)`` arrays of a batched ``Subject`` for the
+    database's ``subjects`` group: every field, and a residual deformation's
+    ``control`` as ``deformation_control`` (its box and bound are static and
+    recorded in the design's source description)."""
+    out = {}
+    for k, v in vars(subjects).items():
+        if v is None:  # a sampled population's subjects carry no deformation
+            continue
+        if hasattr(v, "control"):
+            out["deformation_control"] = np.asarray(v.control)
+        else:
+            out[k] = np.asarray(v)
+    return out
+
+
 def generate_database(
     design,
     path: str | os.PathLike,
@@ -300,11 +316,7 @@ class _Run:
         from jaxsim.population import simulate_label_set
 
         subjects = self.design.subjects()
-        subject_arrays = {
-            k: np.asarray(v)
-            for k, v in vars(subjects).items()
-            if v is not None  # a population's subjects carry no deformation
-        }
+        subject_arrays = subject_table(subjects)
         if not self.journal.exists():
             self.journal.create(self.design, self.shard)
         if base is None and not self._holds_other_file():

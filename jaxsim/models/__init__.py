@@ -22,6 +22,8 @@ with ``model.eval()`` / ``model.train()`` or ``nnx.view``.
 from ._dynunet import DynUNet as DynUNet
 from ._dynunet import deep_supervision_weights as deep_supervision_weights
 from ._dynunet import default_filters as default_filters
+from ._glo import SHAPE_FIELDS as SHAPE_FIELDS
+from ._glo import ShapeGLO as ShapeGLO
 from ._patchnce import ImagePool as ImagePool
 from ._patchnce import PatchSampleMLP as PatchSampleMLP
 from ._patchnce import l2_normalize as l2_normalize
@@ -39,5 +41,3 @@ from ._translation import blur_downsample as blur_downsample
 from ._translation import blur_upsample as blur_upsample
 from ._translation import patchgan_output_size as patchgan_output_size
 from ._unet import UNet as UNet
-from ._glo import SHAPE_FIELDS as SHAPE_FIELDS
-from ._glo import ShapeGLO as ShapeGLO
