@@ -12,7 +12,8 @@ Measures (ACDC labels: 1 RV blood, 2 LV myocardium, 3 LV blood):
   voxel centre (exact distance transform), averaged over those voxels. For an
   annulus of radii ``r1 < r2`` it is ``r2 - r1`` up to a pixel;
 * topology, ED and ES: LV blood, LV myocardium and RV blood each one connected
-  component (6-connectivity), and LV blood enclosed by myocardium in every
+  component (6-connectivity; components under :data:`MIN_COMPONENT` of the
+  structure's voxels are counted apart as specks), and LV blood enclosed by myocardium in every
   mid-ventricular slice (no LV blood voxel 4-adjacent in-plane to a voxel that is
   neither LV blood nor myocardium).
 
@@ -44,6 +45,8 @@ from ._edt import squared_edt
 __all__ = [
     "PLAUSIBLE_RANGES",
     "connected_components",
+    "component_sizes",
+    "MIN_COMPONENT",
     "mid_ventricular_slices",
     "wall_thickness",
     "lv_enclosed",
@@ -62,6 +65,10 @@ PLAUSIBLE_RANGES = {
     "myo_change": (0.0, 0.15),
     "wall_thickness": (3.0, 25.0),
 }
+#: Components smaller than this fraction of a structure's voxels are specks of
+#: rasterisation (single voxels at thin edges), counted apart (``*_specks_*``),
+#: not as separate components.
+MIN_COMPONENT = 0.005
 #: Topology measures that must hold (each must equal True / 1).
 TOPOLOGY = (
     "lv_components_ed",
@@ -75,16 +82,25 @@ TOPOLOGY = (
 )
 
 
-def connected_components(mask) -> int:
+def connected_components(mask, *, min_fraction: float = 0.0) -> int:
     """Number of face-connected components (4 in 2D, 6 in 3D) of a boolean mask.
 
     Args:
         mask: boolean ``(ny, nx)`` or ``(nz, ny, nx)`` array.
+        min_fraction: count only components holding at least this fraction of
+            the mask's voxels (0 counts all, as ``scipy.ndimage.label`` does with
+            its default structure).
 
     Returns:
-        The count (0 for an empty mask); the same as ``scipy.ndimage.label``'s
-        with its default structure.
+        The count (0 for an empty mask).
     """
+    sizes = component_sizes(mask)
+    total = sum(sizes)
+    return sum(1 for n in sizes if n >= min_fraction * total)
+
+
+def component_sizes(mask) -> list[int]:
+    """Voxel counts of the face-connected components of a boolean mask."""
     mask = np.asarray(mask, bool)
     seen = np.zeros(mask.shape, bool)
     offsets = []
@@ -93,15 +109,16 @@ def connected_components(mask) -> int:
             o = [0] * mask.ndim
             o[axis] = step
             offsets.append(tuple(o))
-    count = 0
+    sizes = []
     for start in zip(*np.nonzero(mask), strict=True):
         if seen[start]:
             continue
-        count += 1
+        sizes.append(0)
         seen[start] = True
         queue = deque([start])
         while queue:
             p = queue.popleft()
+            sizes[-1] += 1
             for o in offsets:
                 q = tuple(a + b for a, b in zip(p, o, strict=True))
                 if all(0 <= q[i] < mask.shape[i] for i in range(mask.ndim)) and (
@@ -109,7 +126,7 @@ def connected_components(mask) -> int:
                 ):
                     seen[q] = True
                     queue.append(q)
-    return count
+    return sizes
 
 
 def mid_ventricular_slices(labels) -> list[int]:
@@ -235,9 +252,11 @@ def shape_measures(ed_labels, es_labels, *, spacing) -> dict:
         ("ed", ed, mid_ventricular_slices(ed)),
         ("es", es, mid_es),
     ):
-        out[f"lv_components_{phase}"] = connected_components(labels == LV)
-        out[f"myo_components_{phase}"] = connected_components(labels == MYO)
-        out[f"rv_components_{phase}"] = connected_components(labels == RV)
+        for name, value in (("lv", LV), ("myo", MYO), ("rv", RV)):
+            sizes = component_sizes(labels == value)
+            big = [n for n in sizes if n >= MIN_COMPONENT * sum(sizes)]
+            out[f"{name}_components_{phase}"] = len(big)
+            out[f"{name}_specks_{phase}"] = len(sizes) - len(big)
         out[f"lv_enclosed_{phase}"] = lv_enclosed(labels, mid)
     return out
 

@@ -12,6 +12,7 @@ subjects for any latent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -165,7 +166,13 @@ def sample_shapes(model_or_run_dir, key, n: int, *, gaussian=None) -> Subject:
     chol = np.linalg.cholesky(cov + 1e-6 * np.eye(len(mean)))
     eps = np.asarray(jax.random.normal(key, (int(n), len(mean))), np.float64)
     z = jnp.asarray(mean + eps @ chol.T, jnp.float32)
-    return jax.tree.map(lambda a: a, model.subjects(z))
+    graphdef, state = nnx.split(model)
+    return _decode(graphdef, state, z)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(graphdef, state, z):
+    return nnx.merge(graphdef, state).subjects(z)
 
 
 # ---------------------------------------------------------------- run outputs

@@ -463,7 +463,7 @@ def train_shape_glo(
         if resume and store.latest is not None:
             found = store.read_meta()
             for k in ("config", "cases"):
-                if found.get(k) != meta[k]:
+                if found.get(k) != json.loads(json.dumps(meta[k])):
                     raise ValueError(
                         f"cannot resume {out}: its run has another {k} "
                         f"({found.get(k)!r}); pass overwrite (--force) to start over"
