@@ -88,22 +88,28 @@ def _add_shape(sub) -> None:
         "initialise the cases' and their parameters are warm-start targets",
     )
     s.add_argument(
-        "--steps", type=int, default=300, help="rasteriser steps (default 300)"
+        "--reference",
+        action="store_true",
+        help="GPU/reference sizes: latent 32, width 256, 8 cases per step, 500 + "
+        "2000 steps, 2x2x2 sub-samples (explicit flags still win)",
+    )
+    s.add_argument(
+        "--steps", type=int, default=None, help="rasteriser steps (default 300)"
     )
     s.add_argument(
         "--warm-steps",
         type=int,
-        default=200,
+        default=None,
         help="MSE warm-start steps before them (default 200)",
     )
     s.add_argument(
-        "--latent-dim", type=int, default=16, help="latent size (default 16)"
+        "--latent-dim", type=int, default=None, help="latent size (default 16)"
     )
-    s.add_argument("--hidden", type=int, default=64, help="generator width (64)")
+    s.add_argument("--hidden", type=int, default=None, help="generator width (64)")
     s.add_argument(
         "--batch-size",
         type=int,
-        default=1,
+        default=None,
         help="cases per rasteriser step (default 1, for CPUs)",
     )
     s.add_argument(
@@ -200,7 +206,7 @@ def run_shape(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size, 1),
         ("--n-generated", args.n_generated, 1),
     ):
-        if value < lo:
+        if value is not None and value < lo:
             raise ValueError(f"{flag} must be >= {lo}; got {value}")
     if not all(1 <= n <= 16 for n in args.grid):
         raise ValueError(f"--grid takes three ints in [1, 16]; got {list(args.grid)}")
@@ -208,15 +214,17 @@ def run_shape(args: argparse.Namespace) -> int:
     cases = _load_real(args.real, classes, spacing)
     if args.twins:
         cases = _attach_twins(cases, args.twins)
-    config = ShapeGLOConfig(
-        latent_dim=args.latent_dim,
-        hidden=args.hidden,
-        grid_shape=tuple(args.grid),
-        steps=args.steps,
-        warm_steps=args.warm_steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    given = {
+        "latent_dim": args.latent_dim,
+        "hidden": args.hidden,
+        "steps": args.steps,
+        "warm_steps": args.warm_steps,
+        "batch_size": args.batch_size,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    given.update(grid_shape=tuple(args.grid), seed=args.seed)
+    make = ShapeGLOConfig.reference if args.reference else ShapeGLOConfig
+    config = make(**given)
     n_twins = sum(c.twin is not None for c in cases)
     print(
         f"jaxsim glo shape: {len(cases)} cases "

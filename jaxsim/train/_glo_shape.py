@@ -152,6 +152,22 @@ class ShapeGLOConfig:
             self, "regularisation", tuple(float(w) for w in self.regularisation)
         )
 
+    @classmethod
+    def reference(cls, **changes) -> ShapeGLOConfig:
+        """GPU / reference sizes: a wider generator, 8 cases per step (vmapped),
+        2000 rasteriser steps after 500 warm-start steps, 2x2x2 sub-samples."""
+        values = dict(
+            latent_dim=32,
+            hidden=256,
+            steps=2000,
+            warm_steps=500,
+            batch_size=8,
+            supersample=(2, 2, 2),
+            checkpoint_every=100,
+        )
+        values.update(changes)
+        return cls(**values)
+
     @property
     def total_steps(self) -> int:
         return self.warm_steps + self.steps

@@ -90,8 +90,8 @@ def test_specks_are_counted_apart():
     labels[0, 2, 2] = 1  # a one-voxel RV speck far from the RV
     mask = labels == 1
     sizes = sorted(component_sizes(mask))
-    l, n = ndimage.label(mask)
-    assert sizes == sorted(np.bincount(l.ravel())[1:].tolist())
+    lab, _ = ndimage.label(mask)
+    assert sizes == sorted(np.bincount(lab.ravel())[1:].tolist())
     assert connected_components(mask) == 2
     assert connected_components(mask, min_fraction=0.005) == 1
     m = shape_measures(labels, labels, spacing=SPACING)
