@@ -14,8 +14,8 @@ Measures (ACDC labels: 1 RV blood, 2 LV myocardium, 3 LV blood):
 * topology, ED and ES: LV blood, LV myocardium and RV blood each one connected
   component (6-connectivity; components under :data:`MIN_COMPONENT` of the
   structure's voxels are counted apart as specks), and LV blood enclosed by
-  myocardium in every mid-ventricular slice (no LV blood voxel 4-adjacent in-plane to a voxel that is
-  neither LV blood nor myocardium).
+  myocardium in every mid-ventricular slice (no LV blood voxel 4-adjacent
+  in-plane to a voxel that is neither LV blood nor myocardium).
 
 Mid-ventricular slices: the middle third (at least one) of the slices holding
 LV blood at ED.
