@@ -143,6 +143,12 @@ def _twin_pose(case: GLOCase, centroid):
             f"{tuple(case.geometry.shape)}"
         )
     m = t @ np.linalg.inv(a)
+    gap = np.max(np.abs(m[:3, :3].T @ m[:3, :3] - np.eye(3)))
+    if gap > 1e-3:
+        raise ValueError(
+            f"case {case.name!r}: its twin's grid is not the case's grid moved "
+            "rigidly (was the twin fitted with another voxel spacing?)"
+        )
     return m[:3, :3], centroid, m[:3, :3] @ centroid + m[:3, 3]
 
 

@@ -318,3 +318,64 @@ def test_whole_run_resume_report_and_generate(cases, tmp_path):
         assert subj["deformation_control"].shape == (2, 2, 2, 3, 3)
         image, labels, _ = db.record(0)
         assert labels.max() > 0 and np.isfinite(image).all()
+
+
+def _twin_parameters(case, rotation, shift, edv=150.0):
+    from jaxsim.fit import posed_affine
+    from jaxsim.phantoms import FIELD_SPECS, residual_deformation
+
+    s = default_subject("male").replace(edv=jnp.asarray(edv, jnp.float32))
+    d = residual_deformation(s, grid_shape=(2, 2, 3))
+    control = np.full((2, 2, 3, 3), 0.1, np.float32)
+    affine = posed_affine(rotation, np.zeros(3), shift, case.geometry.affine)
+    return {
+        "subject": {f: np.asarray(getattr(s, f)).tolist() for f in FIELD_SPECS},
+        "deformation": {
+            "control": control.tolist(),
+            "lower_mm": list(d.lower),
+            "upper_mm": list(d.upper),
+            "max_displacement_mm": d.max_displacement,
+            "steps": d.steps,
+            "resolution": d.resolution,
+        },
+        "twin_affine": np.asarray(affine).tolist(),
+        "grid_shape": list(case.geometry.shape),
+    }
+
+
+def test_twins_set_the_initial_pose_and_warm_start_targets(cases):
+    import dataclasses
+
+    from jaxsim.fit import posed_affine, rotation_matrix
+    from jaxsim.parameters import to_unconstrained
+
+    rotation = np.asarray(rotation_matrix(jnp.asarray([0.3, -0.5, 0.2])))
+    shift = np.asarray([5.0, -12.0, 30.0], np.float32)
+    twin = _twin_parameters(cases[0], rotation, shift)
+    with_twin = [dataclasses.replace(cases[0], twin=twin), cases[1]]
+    t = ShapeGLOTrainer(with_twin, _config())
+    d = t.data
+    assert d.has_twin.tolist() == [True, False]
+    # the initial pose maps the real grid where the twin's affine does
+    a = posed_affine(
+        d.rotation0[0], d.centre_image[0], d.centre_phantom[0], cases[0].geometry.affine
+    )
+    np.testing.assert_allclose(
+        np.asarray(a), np.asarray(twin["twin_affine"]), atol=1e-3
+    )
+    u = np.asarray(
+        to_unconstrained(default_subject("male").replace(edv=jnp.asarray(150.0)))
+    )
+    u0 = np.asarray(to_unconstrained(t.model.template))
+    idx = list(t.model.indices)
+    np.testing.assert_allclose(d.init_delta[0], (u - u0)[idx], atol=1e-5)
+    np.testing.assert_allclose(d.init_control[0], 0.1)
+    np.testing.assert_array_equal(d.init_control[1], 0.0)
+    scaled = dict(
+        twin,
+        twin_affine=(
+            np.diag([2.0, 2.0, 2.0, 1.0]) @ np.asarray(twin["twin_affine"])
+        ).tolist(),
+    )
+    with pytest.raises(ValueError, match="rigidly"):
+        ShapeGLOTrainer([dataclasses.replace(cases[0], twin=scaled)], _config())
