@@ -33,7 +33,7 @@ from ._journal import Journal, run_description, verify_part, write_index
 from ._schema import Dims, design_json, file_attrs, identity, scalar
 from ._single import Source, remove_stale_temporaries, write_single
 
-__all__ = ["MAX_SEED", "check_seed", "generate_database"]
+__all__ = ["MAX_SEED", "check_seed", "generate_database", "subject_table"]
 
 #: Seeds are 32-bit: larger ones would repeat smaller ones' random streams.
 MAX_SEED = 2**32 - 1
