@@ -466,7 +466,7 @@ def train_shape_glo(
             f"{out} already holds a GLO shape run; pass resume (--resume) to "
             "continue it or overwrite (--force) to start over"
         )
-    if overwrite and out.exists():
+    if overwrite and config_path.exists():  # only a GLO shape run is removed
         import shutil
 
         shutil.rmtree(out)
