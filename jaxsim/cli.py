@@ -26,6 +26,8 @@ _SUBCOMMANDS = (
     "jaxsim._cli_translate",
     "jaxsim._cli_federated",
     "jaxsim._cli_enhance",
+    "jaxsim._cli_glo",
+    "jaxsim._cli_generate",
 )
 
 

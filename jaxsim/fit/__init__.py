@@ -36,7 +36,11 @@ from ._twin import FITTED_FIELDS as FITTED_FIELDS
 from ._twin import STRUCTURES as STRUCTURES
 from ._twin import TwinResult as TwinResult
 from ._twin import fit_twin as fit_twin
+from ._twin import posed_affine as posed_affine
+from ._twin import rotation_matrix as rotation_matrix
 from ._twin import twin_from_parameters as twin_from_parameters
 from ._twin import twin_labels as twin_labels
+from ._twin_init import initial_pose as initial_pose
+from ._twin_init import initial_subject as initial_subject
 from ._twin_init import label_moments as label_moments
 from ._twin_plot import plot_twin as plot_twin

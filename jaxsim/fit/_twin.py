@@ -54,6 +54,8 @@ __all__ = [
     "twin_from_parameters",
     "STRUCTURES",
     "FITTED_FIELDS",
+    "rotation_matrix",
+    "posed_affine",
 ]
 
 #: Report names of the ACDC structures and their label values.
@@ -151,7 +153,9 @@ def _onehot(labels, rows, cols):
     return (crop[None] == np.arange(4)[:, None, None, None]).astype(np.float32)
 
 
-def _rotation(omega):
+def rotation_matrix(omega) -> jax.Array:
+    """The rotation ``expm([omega]_x)`` ``(3, 3)`` of an axis-angle vector
+    ``omega`` ``(3,)`` (rad; its direction is the axis, its length the angle)."""
     k = jnp.asarray(
         [
             [0.0, -omega[2], omega[1]],
@@ -160,6 +164,30 @@ def _rotation(omega):
         ]
     )
     return jax.scipy.linalg.expm(k)
+
+
+def posed_affine(rotation, centre_image, centre_phantom, image_affine) -> jax.Array:
+    """A real stack's affine placed in the phantom's world by a rigid map.
+
+    The map is ``x_ph = rotation (x - centre_image) + centre_phantom`` (the
+    twin's pose: :func:`jaxsim.fit.initial_pose` gives its initial value).
+
+    Args:
+        rotation: ``(3, 3)`` rotation matrix.
+        centre_image: ``(3,)`` mm, a point of the image world.
+        centre_phantom: ``(3,)`` mm, where that point goes in the phantom world.
+        image_affine: ``(4, 4)`` voxel index ``(i, j, k)`` -> image world mm.
+
+    Returns:
+        ``(4, 4)`` float32 affine: voxel index -> phantom world mm.
+    """
+    a = jnp.asarray(image_affine, jnp.float32)
+    rot = jnp.asarray(rotation, jnp.float32)
+    top = jnp.concatenate(
+        [rot @ a[:3, :3], (rot @ (a[:3, 3] - centre_image) + centre_phantom)[:, None]],
+        axis=1,
+    )
+    return jnp.concatenate([top, jnp.asarray([[0.0, 0.0, 0.0, 1.0]])], axis=0)
 
 
 class _Model:
@@ -191,14 +219,9 @@ class _Model:
         return subject.replace(deformation=deformation)
 
     def affine(self, params, image_affine):
-        rot = self.rotation0 @ _rotation(_SCALE["rotation"] * params["rotation"])
+        rot = self.rotation0 @ rotation_matrix(_SCALE["rotation"] * params["rotation"])
         shift = self.centre_ph + _SCALE["translation"] * params["translation"]
-        a = jnp.asarray(image_affine, jnp.float32)
-        top = jnp.concatenate(
-            [rot @ a[:3, :3], (rot @ (a[:3, 3] - self.centre_img) + shift)[:, None]],
-            axis=1,
-        )
-        return jnp.concatenate([top, jnp.asarray([[0.0, 0.0, 0.0, 1.0]])], axis=0)
+        return posed_affine(rot, self.centre_img, shift, image_affine)
 
 
 def _dice_loss(fractions, target):

@@ -39,3 +39,4 @@ from ._writer import MAX_SEED as MAX_SEED
 from ._writer import check_seed as check_seed
 from ._writer import check_shard as check_shard
 from ._writer import generate_database as generate_database
+from ._writer import subject_table as subject_table

@@ -33,7 +33,7 @@ from ._journal import Journal, run_description, verify_part, write_index
 from ._schema import Dims, design_json, file_attrs, identity, scalar
 from ._single import Source, remove_stale_temporaries, write_single
 
-__all__ = ["MAX_SEED", "check_seed", "generate_database"]
+__all__ = ["MAX_SEED", "check_seed", "generate_database", "subject_table"]
 
 #: Seeds are 32-bit: larger ones would repeat smaller ones' random streams.
 MAX_SEED = 2**32 - 1
@@ -73,6 +73,22 @@ def check_shard(design, shard) -> tuple[int, int]:
             shard="shard",
         )
     return i, n
+
+
+def subject_table(subjects) -> dict[str, np.ndarray]:
+    """``name -> (n_subjects, ...)`` arrays of a batched ``Subject`` for the
+    database's ``subjects`` group: every field, and a residual deformation's
+    ``control`` as ``deformation_control`` (its box and bound are static and
+    recorded in the design's source description)."""
+    out = {}
+    for k, v in vars(subjects).items():
+        if v is None:  # a sampled population's subjects carry no deformation
+            continue
+        if hasattr(v, "control"):
+            out["deformation_control"] = np.asarray(v.control)
+        else:
+            out[k] = np.asarray(v)
+    return out
 
 
 def generate_database(
@@ -300,11 +316,7 @@ class _Run:
         from jaxsim.population import simulate_label_set
 
         subjects = self.design.subjects()
-        subject_arrays = {
-            k: np.asarray(v)
-            for k, v in vars(subjects).items()
-            if v is not None  # a population's subjects carry no deformation
-        }
+        subject_arrays = subject_table(subjects)
         if not self.journal.exists():
             self.journal.create(self.design, self.shard)
         if base is None and not self._holds_other_file():

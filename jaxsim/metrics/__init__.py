@@ -62,3 +62,13 @@ __all__ = [
     "label_volumes",
     "cardiac_indices",
 ]
+from ._plausibility import MIN_COMPONENT as MIN_COMPONENT
+from ._plausibility import PLAUSIBLE_RANGES as PLAUSIBLE_RANGES
+from ._plausibility import component_sizes as component_sizes
+from ._plausibility import connected_components as connected_components
+from ._plausibility import lv_enclosed as lv_enclosed
+from ._plausibility import mid_ventricular_slices as mid_ventricular_slices
+from ._plausibility import plausibility_checks as plausibility_checks
+from ._plausibility import shape_measures as shape_measures
+from ._plausibility import shape_plausibility as shape_plausibility
+from ._plausibility import wall_thickness as wall_thickness

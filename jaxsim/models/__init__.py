@@ -25,6 +25,8 @@ with ``model.eval()`` / ``model.train()`` or ``nnx.view``.
 from ._dynunet import DynUNet as DynUNet
 from ._dynunet import deep_supervision_weights as deep_supervision_weights
 from ._dynunet import default_filters as default_filters
+from ._glo import SHAPE_FIELDS as SHAPE_FIELDS
+from ._glo import ShapeGLO as ShapeGLO
 from ._patchnce import ImagePool as ImagePool
 from ._patchnce import PatchSampleMLP as PatchSampleMLP
 from ._patchnce import l2_normalize as l2_normalize

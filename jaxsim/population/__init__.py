@@ -6,6 +6,7 @@ Writing databases to disk is :mod:`jaxsim.io`'s job (``jaxsim.io.generate_databa
 from ._design import PRESETS as PRESETS
 from ._design import PopulationDesign as PopulationDesign
 from ._design import Preset as Preset
+from ._design import SubjectSource as SubjectSource
 from ._design import parse_shard as parse_shard
 from ._generate import LabelSet as LabelSet
 from ._generate import simulate_label_set as simulate_label_set

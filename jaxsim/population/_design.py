@@ -28,7 +28,7 @@ from jaxsim.phantoms import (
 )
 from jaxsim.random import stream
 
-__all__ = ["Preset", "PRESETS", "PopulationDesign", "parse_shard"]
+__all__ = ["Preset", "PRESETS", "PopulationDesign", "SubjectSource", "parse_shard"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,20 +107,79 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return i, n
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class SubjectSource:
+    """Subjects that come from elsewhere than the population statistics.
+
+    ``jaxsim generate`` draws them from a learned shape generator
+    (:func:`jaxsim.train.sample_shapes`); a design with a source simulates them
+    exactly as it would its sampled subjects (same grid, contrasts, phases,
+    noise streams).
+
+    Attributes:
+        subjects: a concrete batched ``Subject`` ``(n,)`` (residual deformation
+            allowed; its ``control`` is stored per subject in the database as
+            ``subjects/deformation_control``).
+        description: JSON-able provenance recorded in the database's ``design``
+            attribute (e.g. ``{"kind": "glo-shape", "model": folder, "checksum":
+            sha256, "seed": s, "deformation": {...}}``): resuming or verifying a
+            database compares it, so a changed model is detected.
+
+    Extension point for material maps: per-subject spatial modulations of tissue
+    properties (``RUN_DIR/material``) belong to a source too: a future field
+    here carries them and :func:`jaxsim.population.simulate_label_set` applies
+    them where it draws the record's tissue properties; its provenance goes into
+    ``description`` (e.g. ``description["material"]``).
+    """
+
+    subjects: Subject
+    description: dict
+
+    def __post_init__(self):
+        if not isinstance(self.subjects, Subject):
+            raise TypeError(
+                f"subjects must be a Subject; got {type(self.subjects).__name__}"
+            )
+        if jnp.ndim(self.subjects.edv) != 1 or jnp.shape(self.subjects.edv)[0] < 1:
+            raise ValueError(
+                "subjects must be a batched Subject of n >= 1 subjects; got edv "
+                f"shape {jnp.shape(self.subjects.edv)}"
+            )
+        if not isinstance(self.description, dict):
+            raise TypeError("description must be a JSON-able dict")
+
+    @property
+    def n(self) -> int:
+        return int(jnp.shape(self.subjects.edv)[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class PopulationDesign:
-    """A preset realised with a seed: the subjects and every record's parameters."""
+    """A preset realised with a seed: the subjects and every record's parameters.
+
+    With a ``source`` (:class:`SubjectSource`) the subjects are the source's and
+    the preset's ``n_male``/``n_female`` are not used; everything else (grid,
+    contrasts, phases, noise) is the preset's, drawn from ``seed``.
+    """
 
     preset: Preset
     seed: int
+    source: SubjectSource | None = None
 
     def __post_init__(self):
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed}")
+        if self.source is not None and not isinstance(self.source, SubjectSource):
+            raise TypeError(
+                f"source must be a SubjectSource or None; got "
+                f"{type(self.source).__name__}"
+            )
 
     # ---- sizes
     @property
     def n_subjects(self) -> int:
+        if self.source is not None:
+            return self.source.n
         return self.preset.n_male + self.preset.n_female
 
     @property
@@ -145,7 +204,10 @@ class PopulationDesign:
         return jax.random.key(self.seed)
 
     def subjects(self) -> Subject:
-        """All subjects, males first (a batched Subject of ``n_subjects``)."""
+        """All subjects, males first (a batched Subject of ``n_subjects``), or
+        the source's."""
+        if self.source is not None:
+            return self.source.subjects
         p = self.preset
         parts = []
         if p.n_male:
@@ -216,4 +278,9 @@ class PopulationDesign:
             "n_records": self.n_records,
             "n_label_sets": self.n_label_sets,
             "record_order": "subject, phase (ED, ES), contrast",
+            **(
+                {}
+                if self.source is None
+                else {"subject_source": self.source.description}
+            ),
         }
