@@ -10,6 +10,7 @@ Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
 * :class:`ResnetGenerator`, :class:`PatchDiscriminator`, :class:`PatchSampleMLP`,
   :class:`ImagePool` -- CycleGAN and CUT (unpaired sim-to-real translation);
   parameter counts equal the PyTorch references'.
+* :class:`MaterialGLO` -- latent code -> bounded 3D material map (GLO, seed 004).
 * :func:`build_model`, :func:`model_config`, :func:`build_model_from_config` --
   registry and JSON-serialisable constructor configs.
 
@@ -22,6 +23,8 @@ with ``model.eval()`` / ``model.train()`` or ``nnx.view``.
 from ._dynunet import DynUNet as DynUNet
 from ._dynunet import deep_supervision_weights as deep_supervision_weights
 from ._dynunet import default_filters as default_filters
+from ._material_glo import DEFAULT_MAX_LOG as DEFAULT_MAX_LOG
+from ._material_glo import MaterialGLO as MaterialGLO
 from ._patchnce import ImagePool as ImagePool
 from ._patchnce import PatchSampleMLP as PatchSampleMLP
 from ._patchnce import l2_normalize as l2_normalize

@@ -28,6 +28,17 @@ from ._kspace import crop_kspace as crop_kspace
 from ._kspace import fft2c as fft2c
 from ._kspace import ifft2c as ifft2c
 from ._kspace import tukey_window as tukey_window
+from ._material import MATERIAL_CHANNELS as MATERIAL_CHANNELS
+from ._material import MATERIAL_GROUPS as MATERIAL_GROUPS
+from ._material import MATERIAL_PROPERTIES as MATERIAL_PROPERTIES
+from ._material import MaterialBox as MaterialBox
+from ._material import check_material as check_material
+from ._material import check_material_bounds as check_material_bounds
+from ._material import material_box as material_box
+from ._material import material_change as material_change
+from ._material import material_coordinates as material_coordinates
+from ._material import material_signals as material_signals
+from ._material import sample_material as sample_material
 from ._presets import SEED2021_SEQUENCES as SEED2021_SEQUENCES
 from ._presets import SEED2021_SNR as SEED2021_SNR
 from ._presets import seed2021_contrasts as seed2021_contrasts
