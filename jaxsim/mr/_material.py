@@ -297,11 +297,12 @@ def check_material(material, tissue: TissueProperties | None = None, name="mater
     props = [np.asarray(getattr(tissue, p), np.float64) for p in MATERIAL_PROPERTIES]
     for t, g in enumerate(_TISSUE_GROUP):
         pd, t1, t2 = (props[k][..., t, None] * np.exp(nodes[g, k]) for k in range(n))
+        (pd_lo, pd_hi), (t1_lo, t1_hi) = PROPERTY_RANGES["pd"], PROPERTY_RANGES["t1"]
         problems = [
-            ("pd", pd, (pd < PROPERTY_RANGES["pd"][0]) | (pd > PROPERTY_RANGES["pd"][1])),
-            ("t1", t1, (t1 <= PROPERTY_RANGES["t1"][0]) | (t1 > PROPERTY_RANGES["t1"][1])),
+            ("pd", pd, (pd < pd_lo) | (pd > pd_hi)),
+            ("t1", t1, (t1 <= t1_lo) | (t1 > t1_hi)),
             ("t2", t2, (t2 <= PROPERTY_RANGES["t2"][0]) | (t2 > t1 * (1 + 1e-6))),
-        ]  # fmt: skip
+        ]
         for prop, value, bad in problems:
             if np.any(bad):
                 group = list(MATERIAL_GROUPS)[g]
