@@ -17,6 +17,15 @@ from ._data import SimulatedData as SimulatedData
 from ._data import SliceData as SliceData
 from ._data import open_data as open_data
 from ._data import slices_from_cases as slices_from_cases
+from ._glo_material import MaterialCase as MaterialCase
+from ._glo_material import MaterialGLOConfig as MaterialGLOConfig
+from ._glo_material import MaterialGLOResult as MaterialGLOResult
+from ._glo_material import fitted_gain as fitted_gain
+from ._glo_material import latent_gaussian as latent_gaussian
+from ._glo_material import load_material_cases as load_material_cases
+from ._glo_material import load_material_glo as load_material_glo
+from ._glo_material import sample_materials as sample_materials
+from ._glo_material import train_material_glo as train_material_glo
 from ._infer import largest_components as largest_components
 from ._infer import segment_volume as segment_volume
 from ._loop import TrainConfig as TrainConfig
