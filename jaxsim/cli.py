@@ -24,6 +24,7 @@ _SUBCOMMANDS = (
     "jaxsim._cli_evaluate",
     "jaxsim._cli_twin",
     "jaxsim._cli_translate",
+    "jaxsim._cli_glo",
 )
 
 

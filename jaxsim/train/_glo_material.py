@@ -672,7 +672,7 @@ def _write_png(path, data, names, plain, learned, sampled, maps):
         panels = [data["real"][r][0, k] / max(data["real"][r][0, k].max(), 1e-12)]
         for sim in (plain[r], learned[r], sampled[r]):
             fit, real = _normalised(sim, data["real"][r], mask)
-            panels.append(fit[0, k] / max(real[0, k].max(), 1e-12))
+            panels.append(mask[k] * fit[0, k] / max(real[0, k].max(), 1e-12))
         for c, image in enumerate(panels):
             axes[r, c].imshow(np.clip(image, 0, 1.2), cmap="gray", vmin=0, vmax=1)
         g = maps[r].shape[-1]
