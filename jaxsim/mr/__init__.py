@@ -6,6 +6,12 @@ keyword options ``cardiac_phases, tissue, sequence, acquisition`` (an
 :class:`MRAcquisition`), ``field, supersample, return_coils``. Their jittable cores
 (:func:`prepare_anatomy`, :func:`acquire_cine`, :func:`acquire_tagged`,
 :func:`acquire_images`) let one anatomy serve many acquisitions.
+
+Material maps (:class:`MaterialBox`, :func:`material_box`, :func:`sample_material`,
+:func:`material_signals`): a ``(9, g, g, g)`` array of PD/T1/T2 log-modulations per
+tissue group on a box attached to the heart, passed as ``material=`` to
+:func:`simulate_cine` / :func:`acquire_cine` (an anatomy prepared with
+``material_box=``); a zero map changes nothing.
 """
 
 from ._acquisition import MRAcquisition as MRAcquisition

@@ -9,6 +9,10 @@ Sim-to-real translation (CUT, FastCUT, CycleGAN): :func:`run_translation` trains
 on unpaired simulated and real slices, :func:`translate_database` rewrites a
 database with translated images (labels kept), and :func:`realism` measures
 per-tissue KS, an in-project Fréchet distance and label preservation.
+
+Material GLO: :func:`train_material_glo` learns a
+:class:`~jaxsim.models.MaterialGLO` and one latent code per real case through the
+MR simulator on patient twins; :func:`sample_materials` draws new material maps.
 """
 
 from ._data import DatabaseData as DatabaseData

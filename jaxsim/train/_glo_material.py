@@ -521,8 +521,9 @@ def _check_run_dir(run_dir: Path, meta: dict, resume: bool, overwrite: bool):
         saved = json.loads(path.read_text())
         if saved.get("format") != MATERIAL_FORMAT:
             raise ValueError(f"{path} is not a material GLO run")
-        old = {**saved["config"], "steps": meta["config"]["steps"]}
-        if old != meta["config"] or saved.get("cases") != meta["cases"]:
+        new = json.loads(json.dumps(meta))  # tuples as the file holds them
+        old = {**saved["config"], "steps": new["config"]["steps"]}
+        if old != new["config"] or saved.get("cases") != new["cases"]:
             raise ValueError(
                 f"the run in {run_dir} was configured differently (options or "
                 "cases); resume it with its own (only the number of steps may "
