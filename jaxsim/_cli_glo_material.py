@@ -89,6 +89,19 @@ def add_material_parser(glo_subparsers) -> argparse.ArgumentParser:
         metavar="W",
         help="weight of the feature loss with --segmenter (default 0.1)",
     )
+    p.add_argument(
+        "--latent-dim", type=int, default=16, metavar="N",
+        help="latent code length (default 16)",
+    )  # fmt: skip
+    p.add_argument(
+        "--grid", type=int, default=16, metavar="N",
+        help="material map side, a power of two (default 16, as seed 004)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reference", action="store_true",
+        help="GPU/reference sizes: the cine's 2x in-plane oversampling, a "
+        "generator twice as wide (64), 4 cases per step",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -118,12 +131,20 @@ def run(args: argparse.Namespace) -> int:
             f"{run_dir} holds a material GLO run; pass --resume to continue it or "
             "--force to start afresh"
         )
+    sizes = dict(oversample=2, width=64, batch_size=4) if args.reference else {}
     config = MaterialGLOConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        feature_weight=args.feature_weight,
-        seed=args.seed,
+        **{
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "latent_dim": args.latent_dim,
+            "grid": args.grid,
+            "feature_weight": args.feature_weight,
+            "seed": args.seed,
+            **sizes,
+        }
     )
+    if config.grid < 2 or config.grid & (config.grid - 1):
+        raise ValueError(f"--grid must be a power of two >= 2; got {config.grid}")
     segmenter = None
     if args.segmenter is not None:
         model, preprocessing, _ = load_run(args.segmenter)

@@ -656,6 +656,13 @@ def _ks(data, sims):
     return tissue_ks((cat(real_i), cat(real_l)), (cat(sim_i), cat(sim_l)))
 
 
+def _shown(image, window):
+    """A slice inside its window, divided by its own 99th percentile there."""
+    valid = window > 0
+    top = np.percentile(image[valid], 99) if valid.any() else image.max()
+    return window * image / max(float(top), 1e-12)
+
+
 def _write_png(path, data, names, plain, learned, sampled, maps):
     import matplotlib
 
@@ -670,10 +677,11 @@ def _write_png(path, data, names, plain, learned, sampled, maps):
         lv = np.flatnonzero(np.any(data["labels"][r][0] == 3, axis=(1, 2)))
         k = int(lv[len(lv) // 2]) if lv.size else data["real"].shape[2] // 2
         mask = data["mask"][r]
-        panels = [data["real"][r][0, k] / max(data["real"][r][0, k].max(), 1e-12)]
+        window = mask[k]
+        panels = [_shown(data["real"][r][0, k], window)]
         for sim in (plain[r], learned[r], sampled[r]):
-            fit, real = _normalised(sim, data["real"][r], mask)
-            panels.append(mask[k] * fit[0, k] / max(real[0, k].max(), 1e-12))
+            fit, _ = _normalised(sim, data["real"][r], mask)
+            panels.append(_shown(fit[0, k], window))
         for c, image in enumerate(panels):
             axes[r, c].imshow(np.clip(image, 0, 1.2), cmap="gray", vmin=0, vmax=1)
         g = maps[r].shape[-1]
