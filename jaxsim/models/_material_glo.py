@@ -103,6 +103,8 @@ class MaterialGLO(nnx.Module):
                 f"latents must have shape (B, {self.latent_dim}); got {latents.shape}"
             )
         b = latents.shape[0]
+        # the parameters' precision (float32 also under x64)
+        latents = latents.astype(self.linear.kernel[...].dtype)
         x = self.linear(latents).reshape(b, _BASE, _BASE, _BASE, self._widths[0])
         x = nnx.leaky_relu(x, _SLOPE)
         for conv in self.ups:
