@@ -354,3 +354,34 @@ def test_cli_end_to_end(cases, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main([*args[:-3], "--steps", "3", "--resume", "--quiet"]) == 0
     assert json.loads((out / "report.json").read_text())["steps"] == 3
+
+
+def test_feature_loss_of_a_segmenter():
+    """Zero for a simulation that is an affine copy of the real image, positive
+    otherwise, and differentiable in the simulation."""
+    from jaxsim.models import UNet
+    from jaxsim.train import Preprocessing
+    from jaxsim.train._glo_material import _feature_loss
+
+    model = UNet(2, 1, 4, channels=(4, 8, 8), strides=(2, 2), rngs=nnx.Rngs(0))
+    model.eval()
+    prep = Preprocessing(shape=(16, 16), spacing=4.0)
+    rng = np.random.default_rng(3)
+    real = jnp.asarray(rng.uniform(size=(2, 2, 12, 12)), jnp.float32)
+    mask = jnp.ones((2, 12, 12))
+    pw = jnp.asarray([1.0, 1.0])
+
+    def loss(sim):
+        return _feature_loss(model, prep, sim, real, mask, pw, (4.0, 4.0), 2)
+
+    assert float(loss(2.0 * real + 0.5)) < 1e-8
+    other = jnp.asarray(rng.uniform(size=real.shape), jnp.float32)
+    assert float(loss(other)) > 1e-3
+    grad = jax.grad(loss)(other)
+    assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).sum()) > 0
+    with pytest.raises(ValueError, match="2D UNet"):
+        train_material_glo(
+            [MaterialCase("x", None, None, np.zeros((1, 1, 2, 2)),
+                          np.zeros((1, 1, 2, 2)), (0.0,), SPACING)],
+            MaterialGLOConfig(), "unused", segmenter=(object(), prep),
+        )  # fmt: skip
