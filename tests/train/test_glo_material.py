@@ -385,3 +385,21 @@ def test_feature_loss_of_a_segmenter():
                           np.zeros((1, 1, 2, 2)), (0.0,), SPACING)],
             MaterialGLOConfig(), "unused", segmenter=(object(), prep),
         )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_training_with_a_segmenter_feature_loss(cases, tmp_path):
+    from jaxsim.models import UNet
+    from jaxsim.train import Preprocessing
+
+    model = UNet(2, 1, 4, channels=(4, 8, 8), strides=(2, 2), rngs=nnx.Rngs(0))
+    model.eval()
+    segmenter = (model, Preprocessing(shape=(32, 32), spacing=4.0))
+    config = MaterialGLOConfig(steps=3, feature_weight=1.0, **TINY)
+    result = train_material_glo(cases, config, tmp_path, segmenter=segmenter,
+                                progress=False)  # fmt: skip
+    assert all(np.isfinite(r["loss"]) for r in result.rows)
+    # the loss now includes the feature term: above the pure 1 - R^2 of step 1
+    no_features = MaterialGLOConfig(**{**config.to_json(), "feature_weight": 0.0})
+    plain = train_material_glo(cases, no_features, tmp_path / "plain", progress=False)
+    assert result.rows[0]["loss"] > plain.rows[0]["loss"]
