@@ -91,7 +91,8 @@ def acquire_cine(
         material: optional ``(9, g1, g2, g3)`` material map of log-modulations
             (see :mod:`jaxsim.mr` ``MaterialBox``); needs an anatomy prepared with
             a ``material_box``. An all-zero map gives the image without one, bit
-            for bit; any map is differentiable.
+            for bit (to float rounding with a B0 field map); any map is
+            differentiable.
 
     Returns:
         ``(image (n_phases, nz, ny, nx), sigma, coil_images or None)``.
@@ -121,7 +122,9 @@ def acquire_cine(
 
         # Barriers keep XLA from sharing sub-expressions between the base image
         # and the modulated echoes, which would fuse (and round) the base image
-        # differently from the path without a material.
+        # differently from the path without a material. Without a field map the
+        # zero map's image is then the plain one bit for bit; with one, XLA still
+        # fuses the per-voxel echoes differently (equal to float rounding).
         images = jax.lax.optimization_barrier(images)
         t, q, o, s = jax.lax.optimization_barrier((tissue, sequence, off, signals))
 
@@ -182,7 +185,8 @@ def simulate_cine(
         return_coils: also return complex coil images and coil maps.
         material: optional ``(9, g1, g2, g3)`` material map (log-modulations of
             PD, T1, T2 per tissue group; see ``jaxsim.mr.MaterialBox``); zeros
-            give the image without one, bit for bit.
+            give the image without one, bit for bit (to float rounding with a
+            B0 field map).
         box: the map's :class:`~jaxsim.mr.MaterialBox` in the heart frame
             (default :func:`~jaxsim.mr.material_box` of a concrete subject).
 

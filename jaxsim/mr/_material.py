@@ -23,7 +23,9 @@ from the heart, and an all-zero map changes nothing. Because T1 and T2 enter the
 bSSFP echo nonlinearly, the modulated signal is evaluated per tissue and voxel
 (:func:`material_signals`); :func:`jaxsim.mr.acquire_cine` adds the change it
 makes to the unmodulated image, which is exactly zero for a zero map (the image
-is then today's, bit for bit) while the derivative stays exact.
+is then the one without a map, bit for bit; to float rounding with a B0 field
+map, whose per-voxel echoes XLA fuses differently) while the derivative stays
+exact.
 """
 
 from __future__ import annotations
