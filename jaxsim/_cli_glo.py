@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="glo_command", metavar="GENERATOR")
     _add_shape(sub)
+    from jaxsim._cli_glo_material import add_material_parser
+
+    add_material_parser(sub)
     p.set_defaults(func=lambda args: _no_generator(p))
     return p
 

@@ -13,6 +13,7 @@ Arrays are channel-last: ``(B, Y, X, C)`` in 2D and ``(B, Z, Y, X, C)`` in 3D.
 * :class:`SPADEGenerator`, :class:`MultiscaleDiscriminator`, :class:`SPADE`,
   :class:`SPADEResBlock`, :class:`SpectralConv` -- SPADE / GauGAN (the
   enhancer of physics renderings); parameter counts equal NVlabs/SPADE's.
+* :class:`MaterialGLO` -- latent code -> bounded 3D material map (GLO, seed 004).
 * :func:`build_model`, :func:`model_config`, :func:`build_model_from_config` --
   registry and JSON-serialisable constructor configs.
 
@@ -27,6 +28,8 @@ from ._dynunet import deep_supervision_weights as deep_supervision_weights
 from ._dynunet import default_filters as default_filters
 from ._glo import SHAPE_FIELDS as SHAPE_FIELDS
 from ._glo import ShapeGLO as ShapeGLO
+from ._material_glo import DEFAULT_MAX_LOG as DEFAULT_MAX_LOG
+from ._material_glo import MaterialGLO as MaterialGLO
 from ._patchnce import ImagePool as ImagePool
 from ._patchnce import PatchSampleMLP as PatchSampleMLP
 from ._patchnce import l2_normalize as l2_normalize

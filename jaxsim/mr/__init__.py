@@ -6,6 +6,12 @@ keyword options ``cardiac_phases, tissue, sequence, acquisition`` (an
 :class:`MRAcquisition`), ``field, supersample, return_coils``. Their jittable cores
 (:func:`prepare_anatomy`, :func:`acquire_cine`, :func:`acquire_tagged`,
 :func:`acquire_images`) let one anatomy serve many acquisitions.
+
+Material maps (:class:`MaterialBox`, :func:`material_box`, :func:`sample_material`,
+:func:`material_signals`): a ``(9, g, g, g)`` array of PD/T1/T2 log-modulations per
+tissue group on a box attached to the heart, passed as ``material=`` to
+:func:`simulate_cine` / :func:`acquire_cine` (an anatomy prepared with
+``material_box=``); a zero map changes nothing.
 """
 
 from ._acquisition import MRAcquisition as MRAcquisition
@@ -28,6 +34,17 @@ from ._kspace import crop_kspace as crop_kspace
 from ._kspace import fft2c as fft2c
 from ._kspace import ifft2c as ifft2c
 from ._kspace import tukey_window as tukey_window
+from ._material import MATERIAL_CHANNELS as MATERIAL_CHANNELS
+from ._material import MATERIAL_GROUPS as MATERIAL_GROUPS
+from ._material import MATERIAL_PROPERTIES as MATERIAL_PROPERTIES
+from ._material import MaterialBox as MaterialBox
+from ._material import check_material as check_material
+from ._material import check_material_bounds as check_material_bounds
+from ._material import material_box as material_box
+from ._material import material_change as material_change
+from ._material import material_coordinates as material_coordinates
+from ._material import material_signals as material_signals
+from ._material import sample_material as sample_material
 from ._presets import SEED2021_SEQUENCES as SEED2021_SEQUENCES
 from ._presets import SEED2021_SNR as SEED2021_SNR
 from ._presets import seed2021_contrasts as seed2021_contrasts

@@ -15,6 +15,7 @@ from jaxsim.phantoms import label_map, tissue_fractions
 
 from ._acquisition import MRAcquisition
 from ._coils import coil_sensitivities
+from ._material import material_coordinates
 
 __all__ = ["Anatomy", "refine_in_plane", "prepare_anatomy", "check_phases"]
 
@@ -32,12 +33,16 @@ class Anatomy:
         myo_mask: ``(nz, ny, nx)`` bool LV myocardium of the first phase (the SNR
             reference).
         coil_maps: ``(n_coils, nz, ny, nx)`` complex receive sensitivities.
+        material_coords: ``(P, 3, nz, ny*o, nx*o)`` box coordinates of each fine
+            voxel's material point (:func:`~jaxsim.mr.material_coordinates`), or
+            ``None`` when prepared without a material box.
     """
 
     fractions: jax.Array
     labels: jax.Array
     myo_mask: jax.Array
     coil_maps: jax.Array
+    material_coords: jax.Array | None = None
 
 
 def refine_in_plane(geometry: ImageGeometry, factor: int) -> ImageGeometry:
@@ -86,6 +91,7 @@ def prepare_anatomy(
     cardiac_phases=(0.0,),
     supersample=None,
     need_myo: bool = True,
+    material_box=None,
 ) -> Anatomy:
     """Rasterise a subject once for many acquisitions (traceable).
 
@@ -97,6 +103,8 @@ def prepare_anatomy(
         supersample: phantom sub-samples per fine voxel (default: the phantom's).
         need_myo: raise if a concrete first-phase label map has no LV myocardium
             and the acquisition sets noise by ``snr``.
+        material_box: a :class:`~jaxsim.mr.MaterialBox` to prepare material
+            coordinates for (needed by ``acquire_cine(..., material=...)``).
 
     Returns:
         :class:`Anatomy`.
@@ -125,4 +133,15 @@ def prepare_anatomy(
                 "set the noise level; the grid contains none (set noise_std instead)"
             )
     maps = coil_sensitivities(geometry, acquisition.n_coils)
-    return Anatomy(fractions=fractions, labels=labels, myo_mask=myo, coil_maps=maps)
+    coords = None
+    if material_box is not None:
+        coords = material_coordinates(
+            subject, fine, material_box, cardiac_phases=phases
+        )
+    return Anatomy(
+        fractions=fractions,
+        labels=labels,
+        myo_mask=myo,
+        coil_maps=maps,
+        material_coords=coords,
+    )

@@ -25,6 +25,13 @@ from jaxsim.geometry import ImageGeometry
 from ._acquisition import MRAcquisition, check_acquisition
 from ._anatomy import Anatomy, prepare_anatomy
 from ._fields import apply_bias, b0_map
+from ._material import (
+    MaterialBox,
+    check_material,
+    material_box,
+    material_change,
+    sample_material,
+)
 from ._receive import acquire_images
 from ._sequence import BSSFPSequence, check_sequence, tissue_signals
 from ._tissues import TissueProperties, check_tissue, default_tissue_properties
@@ -68,6 +75,7 @@ def acquire_cine(
     acquisition: MRAcquisition,
     *,
     return_coils: bool = False,
+    material=None,
 ):
     """Cine frames of prepared anatomy (jit, vmap-able over contrasts).
 
@@ -80,6 +88,11 @@ def acquire_cine(
         sequence: :class:`BSSFPSequence`.
         acquisition: :class:`MRAcquisition`.
         return_coils: also return the complex coil images.
+        material: optional ``(9, g1, g2, g3)`` material map of log-modulations
+            (see :mod:`jaxsim.mr` ``MaterialBox``); needs an anatomy prepared with
+            a ``material_box``. An all-zero map gives the image without one, bit
+            for bit (to float rounding with a B0 field map); any map is
+            differentiable.
 
     Returns:
         ``(image (n_phases, nz, ny, nx), sigma, coil_images or None)``.
@@ -87,9 +100,11 @@ def acquire_cine(
     fractions = anatomy.fractions
     dtype = fractions.dtype
     df = b0_map(key, fractions.shape[-3:], acquisition, dtype)
+    off = 0.0
     if df is not None:
         bcast = jax.tree_util.tree_map(lambda a: a[:, None, None, None], tissue)
-        signals = tissue_signals(bcast, sequence, df[None])  # (T, nz, fy, fx)
+        off = df[None]
+        signals = tissue_signals(bcast, sequence, off)  # (T, nz, fy, fx)
         images = jnp.sum(fractions * signals[None], axis=1)
     else:
         signals = tissue_signals(tissue, sequence)
@@ -97,6 +112,27 @@ def acquire_cine(
         re = jnp.einsum("t,ptzyx->pzyx", jnp.real(signals), fractions)
         im = jnp.einsum("t,ptzyx->pzyx", jnp.imag(signals), fractions)
         images = jax.lax.complex(re, im)
+    if material is not None:
+        if anatomy.material_coords is None:
+            raise ValueError(
+                "material needs an anatomy prepared with a material_box "
+                "(prepare_anatomy(..., material_box=material_box(subject)))"
+            )
+        check_material(material)
+
+        # Barriers keep XLA from sharing sub-expressions between the base image
+        # and the modulated echoes, which would fuse (and round) the base image
+        # differently from the path without a material. Without a field map the
+        # zero map's image is then the plain one bit for bit; with one, XLA still
+        # fuses the per-voxel echoes differently (equal to float rounding).
+        images = jax.lax.optimization_barrier(images)
+        t, q, o, s = jax.lax.optimization_barrier((tissue, sequence, off, signals))
+
+        def change(f, coords):
+            m = sample_material(material.astype(dtype), coords)
+            return material_change(f, t, q, m, s, o)
+
+        images = images + jax.vmap(change)(fractions, anatomy.material_coords)
     images = apply_bias(key, images, acquisition)
     return acquire_images(
         key,
@@ -128,6 +164,8 @@ def simulate_cine(
     field: float = 1.5,
     supersample=None,
     return_coils: bool = False,
+    material=None,
+    box: MaterialBox | None = None,
 ) -> CineResult:
     """Simulate cine bSSFP frames of one phantom subject on any (oblique) grid.
 
@@ -145,14 +183,21 @@ def simulate_cine(
         field: 1.5 or 3 (tesla), for the default tissue properties.
         supersample: phantom sub-samples per fine voxel (default: the phantom's).
         return_coils: also return complex coil images and coil maps.
+        material: optional ``(9, g1, g2, g3)`` material map (log-modulations of
+            PD, T1, T2 per tissue group; see ``jaxsim.mr.MaterialBox``); zeros
+            give the image without one, bit for bit (to float rounding with a
+            B0 field map).
+        box: the map's :class:`~jaxsim.mr.MaterialBox` in the heart frame
+            (default :func:`~jaxsim.mr.material_box` of a concrete subject).
 
     Returns:
         :class:`CineResult`.
 
     Raises:
-        ValueError: for invalid options, or ``acquisition.snr`` set when the
-            first phase's label map has no LV myocardium (the SNR reference is
-            undefined).
+        ValueError: for invalid options, a material map of the wrong shape or
+            taking a tissue out of ``PROPERTY_RANGES``, or ``acquisition.snr``
+            set when the first phase's label map has no LV myocardium (the SNR
+            reference is undefined).
 
     Example:
         >>> s = default_subject()
@@ -164,15 +209,25 @@ def simulate_cine(
     tissue, sequence, acquisition = _defaults(tissue, sequence, acquisition, field)
     check_tissue(tissue)
     check_sequence(sequence)
+    if material is not None:
+        check_material(material, tissue)
+        box = material_box(subject) if box is None else box
     anatomy = prepare_anatomy(
         subject,
         geometry,
         acquisition,
         cardiac_phases=cardiac_phases,
         supersample=supersample,
+        material_box=None if material is None else box,
     )
     image, sigma, coils = acquire_cine(
-        key, anatomy, tissue, sequence, acquisition, return_coils=return_coils
+        key,
+        anatomy,
+        tissue,
+        sequence,
+        acquisition,
+        return_coils=return_coils,
+        material=material,
     )
     return CineResult(
         image=image,

@@ -15,6 +15,9 @@ twins' physics renderings and the patients' real images
 (:func:`enhancer_pairs`), :func:`enhance` applies it (differentiable, for
 ``jit``-ed chains) and :func:`enhance_database` rewrites a database with
 enhanced images (labels kept).
+Material GLO: :func:`train_material_glo` learns a
+:class:`~jaxsim.models.MaterialGLO` and one latent code per real case through the
+MR simulator on patient twins; :func:`sample_materials` draws new material maps.
 """
 
 from ._data import DatabaseData as DatabaseData
@@ -44,6 +47,15 @@ from ._enhance_run import run_enhancer as run_enhancer
 from ._glo_data import CaseStack as CaseStack
 from ._glo_data import GLOCase as GLOCase
 from ._glo_data import stack_cases as stack_cases
+from ._glo_material import MaterialCase as MaterialCase
+from ._glo_material import MaterialGLOConfig as MaterialGLOConfig
+from ._glo_material import MaterialGLOResult as MaterialGLOResult
+from ._glo_material import fitted_gain as fitted_gain
+from ._glo_material import latent_gaussian as latent_gaussian
+from ._glo_material import load_material_cases as load_material_cases
+from ._glo_material import load_material_glo as load_material_glo
+from ._glo_material import sample_materials as sample_materials
+from ._glo_material import train_material_glo as train_material_glo
 from ._glo_sample import fit_latent_gaussian as fit_latent_gaussian
 from ._glo_sample import generated_design as generated_design
 from ._glo_sample import load_shape_glo as load_shape_glo
