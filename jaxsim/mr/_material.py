@@ -263,8 +263,13 @@ def material_change(
     base = jnp.reshape(
         base_signals, base_signals.shape + (1,) * (signals.ndim - base_signals.ndim)
     )
-    # s - stop_gradient(s) is exactly zero and has the derivative of s
-    delta = jnp.where(zero, signals - jax.lax.stop_gradient(signals), signals - base)
+    # x - stop_gradient(x) is exactly zero and has the derivative of x: where the
+    # map is zero the change is exactly zero and still has the derivative of
+    # s_t(x) - s_t (in the modulation and in the tissue and sequence parameters)
+    ghost = (signals - jax.lax.stop_gradient(signals)) - (
+        base - jax.lax.stop_gradient(base)
+    )
+    delta = jnp.where(zero, ghost, signals - base)
     return jnp.sum(fractions * delta, axis=0)
 
 

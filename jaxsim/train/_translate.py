@@ -252,8 +252,12 @@ class TranslationResult:
 
 def to_unit_range(images) -> jax.Array:
     """Normalised slices ``(B, H, W)`` (0 to about 1) as network input
-    ``(B, H, W, 1)`` in ``[-1, 1]`` (clipped)."""
-    return (jnp.clip(jnp.asarray(images, jnp.float32), 0.0, 1.0) * 2.0 - 1.0)[..., None]
+    ``(B, H, W, 1)`` in ``[-1, 1]`` (clipped); float32, or the input's float
+    dtype (float64 stays float64)."""
+    x = jnp.asarray(images)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return (jnp.clip(x, 0.0, 1.0) * 2.0 - 1.0)[..., None]
 
 
 class TranslationTrainer:

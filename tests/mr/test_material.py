@@ -4,6 +4,8 @@ and a trilinear interpolation written with loops), plus invariants and gradients
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ from jaxsim.mr import (
     BSSFPSequence,
     MaterialBox,
     MRAcquisition,
+    TissueProperties,
     acquire_cine,
     check_material,
     check_material_bounds,
@@ -391,3 +394,48 @@ def test_gradients_wrt_the_map_x64():
         zero = jnp.zeros_like(m0)
         check_grads(f, (zero,), order=1, modes=("rev",), eps=1e-5, rtol=1e-5)
         assert float(jnp.sum(jnp.abs(jax.grad(f)(zero)))) > 0
+
+
+def test_gradients_wrt_tissue_and_sequence_with_a_map_x64():
+    """The image's derivative in T1, T2, PD and the flip angle is the same with
+    a zero map as without one, and matches central differences with a map that
+    is zero in part of the grid (a regression: the zero branch once counted the
+    tissue derivative twice)."""
+    with jax.enable_x64(True):
+        anatomy = jax.tree.map(
+            lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x,
+            _synthetic_anatomy(shape=(1, 3, 4), n_phases=1, seed=3),
+        )
+        acq = MRAcquisition(oversample=1)
+        tissue0 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64),
+                               default_tissue_properties())  # fmt: skip
+        seq0 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), BSSFPSequence())
+        w = jnp.linspace(-1.0, 1.0, 4, dtype=jnp.float64)[None, None, None, :]
+        m = np.zeros((9, 2, 2, 2))
+        m[3:6] = 0.3 * np.random.default_rng(4).normal(size=(3, 2, 2, 2))  # myocardium
+        maps = {"none": None, "zero": jnp.zeros((9, 2, 2, 2)), "part": jnp.asarray(m)}
+
+        def f(x, material):
+            tissue = TissueProperties(pd=x["pd"], t1=x["t1"], t2=x["t2"])
+            seq = dataclasses.replace(seq0, flip=x["flip"])
+            image = acquire_cine(jax.random.key(0), anatomy, tissue, seq, acq,
+                                 material=material)[0]  # fmt: skip
+            return jnp.sum(w * image)
+
+        x0 = {"pd": tissue0.pd, "t1": tissue0.t1, "t2": tissue0.t2,
+              "flip": seq0.flip}  # fmt: skip
+        grads = {k: jax.grad(f)(x0, v) for k, v in maps.items()}
+        for leaf in x0:
+            np.testing.assert_allclose(np.asarray(grads["zero"][leaf]),
+                                       np.asarray(grads["none"][leaf]),
+                                       rtol=1e-9, atol=1e-14)  # fmt: skip
+        # central differences along a direction relative to each value (air's
+        # zero PD and relaxation times stay zero)
+        rng = np.random.default_rng(5)
+        d = {k: jnp.asarray(rng.normal(size=np.shape(v))) * v for k, v in x0.items()}
+        eps = 1e-6
+        step = lambda s: {k: x0[k] + s * eps * d[k] for k in x0}  # noqa: E731
+        fd = (f(step(1), maps["part"]) - f(step(-1), maps["part"])) / (2 * eps)
+        ad = sum(jnp.vdot(grads["part"][k], d[k]) for k in x0)
+        assert abs(float(ad)) > 1e-6
+        np.testing.assert_allclose(float(ad), float(fd), rtol=1e-6)
