@@ -113,8 +113,10 @@ class SpectralConv(nnx.Module):
     iteration per call). The state is the vector ``u`` (``(Cout,)``, a
     :class:`SpectralVector`, drawn from ``N(0, 1)`` and normalised). Each call
     computes ``v = W^T u / |W^T u|``, ``u' = W v / |W v|`` and
-    ``sigma = u'^T W v`` (``u'`` and ``v`` without gradient, ``sigma``
-    differentiated through ``W``, as the reference does). In training mode
+    ``sigma = u'^T W v``; in training mode ``u'`` and ``v`` are taken without
+    gradient and ``sigma`` is differentiated through ``W`` only, as the
+    reference does, while in evaluation mode the whole estimate is differentiated
+    (the exact derivative of the function the network then computes). In training mode
     (``use_running_average=False``, the default; ``model.train()``) the call
     stores ``u'`` as the new ``u``, so repeated calls run the power iteration and
     ``sigma`` converges to the largest singular value; in evaluation mode
@@ -173,7 +175,9 @@ class SpectralConv(nnx.Module):
         kernel = self.kernel[...]
         w = kernel.reshape(-1, kernel.shape[-1]).T  # (Cout, k k Cin)
         u = lax.stop_gradient(self.u[...])
-        wd = lax.stop_gradient(w)
+        # training: u' and v without gradient (the reference's update); evaluation:
+        # a fixed function of the weights, differentiated exactly (through v, u')
+        wd = w if self.use_running_average else lax.stop_gradient(w)
         v = _l2_normalize(wd.T @ u)
         u_new = _l2_normalize(wd @ v)
         if not self.use_running_average:

@@ -20,6 +20,7 @@ Material GLO: :func:`train_material_glo` learns a
 MR simulator on patient twins; :func:`sample_materials` draws new material maps.
 """
 
+from ._chain import SimulationChain as SimulationChain
 from ._data import DatabaseData as DatabaseData
 from ._data import Preprocessing as Preprocessing
 from ._data import SimulatedData as SimulatedData
