@@ -57,6 +57,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="skip the montage PNG and statistics files",
     )
+    p.add_argument(
+        "--no-material",
+        action="store_true",
+        help="constant tissue properties even when RUN_DIR holds a material "
+        "generator (jaxsim glo material); by default each subject gets a map "
+        "drawn from it",
+    )
     p.set_defaults(
         func=run,
         stoppable=True,
@@ -79,14 +86,22 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     seed = check_seed(args.seed)
-    design = generated_design(args.model, args.n, PRESETS[args.preset], seed)
+    design = generated_design(
+        args.model,
+        args.n,
+        PRESETS[args.preset],
+        seed,
+        material=False if args.no_material else None,
+    )
     side = _side_outputs(args.out)
     run_id = {"preset": args.preset, "seed": seed, "shard": "0/1"}
     if not args.no_pictures:
         check_side_outputs(side, run=run_id, resume=args.resume, overwrite=args.force)
     print(
         f"jaxsim generate: {args.n} subjects from {args.model} (checksum "
-        f"{design.source.description['checksum'][:12]}), preset {args.preset}, "
+        f"{design.source.description['checksum'][:12]}"
+        f"{', with material maps' if design.source.materials is not None else ''}), "
+        f"preset {args.preset}, "
         f"seed {seed}: {design.n_records} records"
     )
     t0 = time.perf_counter()

@@ -125,15 +125,17 @@ class SubjectSource:
             sha256, "seed": s, "deformation": {...}}``): resuming or verifying a
             database compares it, so a changed model is detected.
 
-    Extension point for material maps: per-subject spatial modulations of tissue
-    properties (``RUN_DIR/material``) belong to a source too: a future field
-    here carries them and :func:`jaxsim.population.simulate_label_set` applies
-    them where it draws the record's tissue properties; its provenance goes into
-    ``description`` (e.g. ``description["material"]``).
+        materials: optional ``(n, 9, g, g, g)`` material maps, one per subject
+            (log-modulations of PD/T1/T2 on the box attached to its heart, see
+            :mod:`jaxsim.mr`; e.g. :func:`jaxsim.train.sample_materials`):
+            :func:`jaxsim.population.simulate_label_set` images every record of
+            the subject with its map. Their provenance belongs in
+            ``description["material"]``.
     """
 
     subjects: Subject
     description: dict
+    materials: object = None
 
     def __post_init__(self):
         if not isinstance(self.subjects, Subject):
@@ -147,6 +149,17 @@ class SubjectSource:
             )
         if not isinstance(self.description, dict):
             raise TypeError("description must be a JSON-able dict")
+        if self.materials is not None:
+            m = np.asarray(self.materials, np.float32)
+            n = int(jnp.shape(self.subjects.edv)[0])
+            if m.ndim != 5 or m.shape[0] != n:
+                raise ValueError(
+                    f"materials must be (n={n}, C, g1, g2, g3) maps, one per "
+                    f"subject; got shape {m.shape}"
+                )
+            if not np.all(np.isfinite(m)):
+                raise ValueError("materials must be finite")
+            object.__setattr__(self, "materials", m)
 
     @property
     def n(self) -> int:
@@ -226,6 +239,13 @@ class PopulationDesign:
 
     def subject(self, s: int) -> Subject:
         return jax.tree_util.tree_map(lambda a: a[s], self.subjects())
+
+    def material(self, s: int):
+        """Subject ``s``'s material map ``(C, g1, g2, g3)`` (float32), or
+        ``None`` (constant tissue properties)."""
+        if self.source is None or self.source.materials is None:
+            return None
+        return self.source.materials[s]
 
     def geometry(self, subject: Subject):
         return short_axis_geometry(

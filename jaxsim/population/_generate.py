@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxsim.mr import acquire_cine, contrast_keys, prepare_anatomy
+from jaxsim.mr import acquire_cine, contrast_keys, material_box, prepare_anatomy
 
 from ._design import PopulationDesign
 
@@ -31,9 +31,9 @@ class LabelSet:
 
 
 @jax.jit
-def _acquire_batch(keys, tissue, sequence, acquisition, anatomy):
+def _acquire_batch(keys, tissue, sequence, acquisition, anatomy, material=None):
     def one(key, t, s, a):
-        image, sigma, _ = acquire_cine(key, anatomy, t, s, a)
+        image, sigma, _ = acquire_cine(key, anatomy, t, s, a, material=material)
         return image[0], sigma
 
     return jax.vmap(one)(keys, tissue, sequence, acquisition)
@@ -76,9 +76,16 @@ def simulate_label_set(
     cardiac_phase = design.cardiac_phases(subject)[phase]
     tissue, sequence, snr, idx = design.contrasts(s)
     acquisition = design.acquisition(snr=snr)
+    material = design.material(s)
     anatomy = prepare_anatomy(
-        subject, geometry, acquisition, cardiac_phases=(cardiac_phase,)
+        subject,
+        geometry,
+        acquisition,
+        cardiac_phases=(cardiac_phase,),
+        material_box=None if material is None else material_box(subject),
     )
+    if material is not None:
+        material = jnp.asarray(material, anatomy.fractions.dtype)
     keys = contrast_keys(design.noise_key(label_set), design.n_contrasts)
 
     devices = list(jax.local_devices() if devices is None else devices)
@@ -95,7 +102,7 @@ def simulate_label_set(
             (keys, tissue, sequence, acquisition),
         )
         batch = jax.device_put(_pad(batch, step), batch_sharding)
-        img, sig = _acquire_batch(*batch, anatomy)
+        img, sig = _acquire_batch(*batch, anatomy, material)
         images.append(np.asarray(img)[: stop - start])
         sigmas.append(np.asarray(sig)[: stop - start])
 

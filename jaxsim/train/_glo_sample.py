@@ -341,18 +341,24 @@ def _json_default(x):
     raise TypeError(f"not JSON-able: {type(x).__name__}")
 
 
-def generated_design(run_dir, n: int, preset, seed: int):
+def generated_design(run_dir, n: int, preset, seed: int, *, material=None):
     """A population design whose subjects are drawn from a GLO shape run.
 
     The subjects are :func:`sample_shapes` with the key
     ``stream(key(seed), "generate.shapes")``; everything else (grid, contrasts,
     noise) is ``preset``'s, drawn from ``seed`` as ``jaxsim population`` does.
+    With a material run (``RUN_DIR/material`` of ``jaxsim glo material``) every
+    subject also gets a material map drawn by
+    :func:`~jaxsim.train.sample_materials` with the key
+    ``stream(key(seed), "generate.materials")``.
 
     Args:
         run_dir: ``RUN_DIR`` of ``jaxsim glo shape`` (or ``RUN_DIR/shape``).
         n: number of subjects (>= 1).
         preset: a :class:`jaxsim.population.Preset`.
         seed: design seed.
+        material: ``None`` (use ``RUN_DIR/material`` when it exists), ``True``
+            (require it) or ``False`` (constant tissue properties).
 
     Returns:
         :class:`jaxsim.population.PopulationDesign` with a
@@ -378,8 +384,30 @@ def generated_design(run_dir, n: int, preset, seed: int):
         "seed": int(seed),
         "n": int(n),
         "generator": model.config(),
-        "material": None,  # extension point: a material generator's provenance
+        "material": None,
     }
+    materials = None
+    root = folder.parent if folder.name == "shape" else folder
+    if material is None:
+        material = (root / "material" / "config.json").exists()
+    if material:
+        from ._glo_material import load_material_glo, sample_materials
+
+        if not (root / "material" / "config.json").exists():
+            raise FileNotFoundError(
+                f"{root} holds no material GLO run (no material/config.json); "
+                "train one with jaxsim glo material or generate without materials"
+            )
+        glo, latents, _ = load_material_glo(root / "material")
+        mkey = stream(jax.random.key(int(seed)), "generate.materials")
+        materials = np.asarray(sample_materials(glo, mkey, int(n), latents=latents))
+        h = hashlib.sha256(np.ascontiguousarray(materials, np.float32).tobytes())
+        description["material"] = {
+            "model": str((root / "material").resolve()),
+            "checksum": h.hexdigest(),
+        }
     return PopulationDesign(
-        preset, int(seed), source=SubjectSource(subjects, description)
+        preset,
+        int(seed),
+        source=SubjectSource(subjects, description, materials=materials),
     )
