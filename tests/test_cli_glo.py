@@ -108,7 +108,7 @@ def _write_case(folder, name, labels):
         f["label"] = labels
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_glo_shape_and_generate_end_to_end(tmp_path, capsys):
     import jax.numpy as jnp
 

@@ -234,7 +234,7 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
         run_enhancer(other, part, pairs=tiny_pairs(), progress=False, resume=True)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_differentiable_enhance(tiny_run):
     run, config, _ = tiny_run
     generator, preprocessing, meta = load_enhancer(run)
@@ -295,7 +295,7 @@ def test_enhance_database_keeps_labels_and_schema(tiny_run, tmp_path):
         enhance_database(run, db, out, progress=False)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_pairs_of_a_real_twin(shared_data, tmp_path):
     from jaxsim.cli import main
 

@@ -387,7 +387,7 @@ def test_feature_loss_of_a_segmenter():
         )  # fmt: skip
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_training_with_a_segmenter_feature_loss(cases, tmp_path):
     from jaxsim.models import UNet
     from jaxsim.train import Preprocessing
