@@ -82,7 +82,8 @@ _TISSUE_GROUP = np.array(
     [
         next(i for i, members in enumerate(MATERIAL_GROUPS.values()) if t in members)
         for t in TISSUES
-    ]
+    ],
+    np.int32,
 )
 
 
