@@ -206,7 +206,7 @@ def enhancer_condition(image, labels) -> jax.Array:
             the condition differentiable in the anatomy.
 
     Returns:
-        ``(B, H, W, 5)`` float32.
+        ``(B, H, W, 5)``, float32 (float64 for float64 images).
     """
     x = to_unit_range(image)
     labels = jnp.asarray(labels)
@@ -240,7 +240,7 @@ def enhance(model, image, labels) -> jax.Array:
             fractions (see :func:`enhancer_condition`).
 
     Returns:
-        ``(B, H, W)`` float32 enhanced images in ``[0, 1]`` (the normalised
+        ``(B, H, W)`` enhanced images in ``[0, 1]`` (the normalised
         intensity scale of the real images).
     """
     y = model(enhancer_condition(image, labels))
