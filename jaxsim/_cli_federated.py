@@ -13,10 +13,15 @@ runs for --rounds rounds: the server sends the global U-Net to every site, each
 site trains on its own slices (--local-steps), the server aggregates (FedAvg,
 FedProx or FedAdam), every site scores the result on its held-out patients, and
 the global network is checkpointed (orbax; --resume continues). Tasks: direct
-(Direct-FL; each site also fine-tunes the final network) and local (site-only
-baseline); sim-fl (Federated Simulation with shared GLO generators and site
-SPADE enhancers) is not available yet. RUN_DIR receives one folder per task and
-sites.csv, sites.json, sites.png: Dice, HD95 and ASSD per site and method. The
+(Direct-FL; each site also fine-tunes the final network), local (site-only
+baseline) and sim-fl (Federated Simulation: --shape-rounds rounds of a shared GLO
+shape generator, --material-rounds of a shared material generator, latents kept
+at the sites; then each site trains its own SPADE enhancer, renders
+--sim-subjects new subjects through it, and the U-Net is trained by the strategy
+on these renderings for the remaining rounds and fine-tuned at each site).
+RUN_DIR receives one folder per task and sites.csv, sites.json, sites.png: Dice,
+HD95 and ASSD per site and method (sim-fl adds the shape generator's
+reconstruction Dice of the held-out cases, glo-dice-*). The
 default engine is Flower's simulation engine on this machine (loopback only, no
 package installation at run time; needs pip install "jaxsim-imaging[federated]");
 --engine inprocess runs the same site and server code without Ray."""
@@ -28,6 +33,8 @@ examples:
       --spacing 10 1.5 1.5 --out fed
   jaxsim federated --sites sites/* --rounds 20 --strategy fedadam --out fed2
   jaxsim federated --sites sites/* --rounds 20 --out fed --resume
+  jaxsim federated --sites sites/* --rounds 20 --tasks direct sim-fl local \\
+      --spacing 10 1.5 1.5 --engine inprocess --out fed
   jaxsim federated --sites sites/* --rounds 2 --engine inprocess --smoke --out t"""
 
 SPLIT_DESCRIPTION = """\
@@ -61,8 +68,7 @@ def _add_federated(subparsers) -> argparse.ArgumentParser:
         default=["direct", "local"],
         choices=task_names(),
         metavar="TASK",
-        help="tasks to run and compare (default: direct local); sim-fl is not "
-        "available yet",
+        help="tasks to run and compare (default: direct local; also sim-fl)",
     )
     p.add_argument(
         "--strategy",
@@ -113,6 +119,20 @@ def _add_federated(subparsers) -> argparse.ArgumentParser:
         help="file label values of RV, MYO, LV (default RV=1,MYO=2,LV=3)",
     )
     p.add_argument("--seed", type=int, default=d.seed)
+    sim = p.add_argument_group("sim-fl")
+    for flag, field, what in (
+        ("--shape-rounds", "shape_rounds", "rounds of the shape generator"),
+        ("--shape-steps", "shape_steps", "local shape GLO steps per round"),
+        ("--material-rounds", "material_rounds", "rounds of the material generator"),
+        ("--material-steps", "material_steps", "local material GLO steps per round"),
+        ("--invert-steps", "invert_steps", "steps of a GLO inversion"),
+        ("--enhancer-steps", "enhancer_steps", "steps of each site's enhancer"),
+        ("--sim-subjects", "sim_subjects", "subjects each site renders"),
+    ):
+        sim.add_argument(
+            flag, type=int, default=getattr(d, field),
+            help=f"{what} (default {getattr(d, field)})",
+        )  # fmt: skip
     p.add_argument(
         "--cpus",
         type=int,
@@ -168,7 +188,13 @@ def config_from_args(args):
             spacing=8.0,
             batch_size=2,
             model_options={"channels": [4, 4], "strides": [2], "num_res_units": 0},
-        )
+            shape_options={"warm_steps": 5, "hidden": 16, "latent_dim": 4,
+                           "grid_shape": [4, 4, 4], "supersample": [1, 1, 1]},
+            material_options={"grid": 8, "width": 8, "latent_dim": 4,
+                              "loss_spacing": 8.0},
+            enhancer_options={"ngf": 4, "hidden": 8, "ndf": 8, "n_layers_d": 2,
+                              "num_d": 1},
+        )  # fmt: skip
     return FederatedConfig(
         task=args.tasks[0],
         strategy=args.strategy,
@@ -182,6 +208,13 @@ def config_from_args(args):
         label_map=label_mapping(args.labels),
         tta=not args.no_tta,
         seed=args.seed,
+        shape_rounds=args.shape_rounds,
+        shape_steps=args.shape_steps,
+        material_rounds=args.material_rounds,
+        material_steps=args.material_steps,
+        invert_steps=args.invert_steps,
+        enhancer_steps=args.enhancer_steps,
+        sim_subjects=args.sim_subjects,
         **{"batch_size": args.batch_size, **extra},
     )
 
@@ -201,8 +234,9 @@ def run(args) -> int:
             raise FileNotFoundError(f"--sites {site}: no such folder")
     base = config_from_args(args)
     tasks = list(dict.fromkeys(args.tasks))
-    for task in tasks:
-        get_task(task)  # an unavailable task stops before any work
+    for task in tasks:  # an unavailable task or bad settings stop before any work
+        get_task(task)
+        base.replace(task=task)
     if args.engine == "flower" and not flower_available():
         raise ValueError(
             "--engine flower needs Flower: pip install 'jaxsim-imaging[federated]' "

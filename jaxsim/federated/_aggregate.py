@@ -9,7 +9,9 @@ FedAvg (its proximal term acts in the sites' losses); FedAdam (Reddi et al.,
 "Adaptive Federated Optimization", ICLR 2021) treats ``mean - current`` as a
 pseudo-gradient with Adam moments ``m``, ``v`` and the step
 ``eta * sqrt(1 - beta_2^(t+1)) / (1 - beta_1^(t+1))``. A test compares each with
-Flower's own strategy on the same replies.
+Flower's own strategy on the same replies. Parameters that every site returns
+unchanged (a task stage that trains only part of the shared arrays, e.g. Sim-FL's
+generators while the U-Net waits) stay exactly as they are, moments included.
 """
 
 from __future__ import annotations
@@ -108,9 +110,26 @@ def aggregate(
     mean = weighted_average(
         [u.arrays for u in ordered], [u.num_examples for u in ordered]
     )
+    # parameters that no site changed (a stage of a task that trains part of the
+    # shared arrays) stay exactly as they are, with their FedAdam moments
+    frozen = {
+        k
+        for k, x in current.items()
+        if k in mean
+        and all(np.array_equal(np.asarray(u.arrays[k]), np.asarray(x)) for u in ordered)
+    }
     if config.strategy in ("fedavg", "fedprox"):
-        return mean, {}
-    return _fedadam(config, server_round, current, mean, dict(server_state or {}))
+        return {k: (current[k] if k in frozen else v) for k, v in mean.items()}, {}
+    state = dict(server_state or {})
+    new, new_state = _fedadam(config, server_round, current, mean, state)
+    for k in frozen:
+        new[k] = current[k]
+        for moment in ("m", "v"):
+            if f"{moment}/{k}" in state:
+                new_state[f"{moment}/{k}"] = state[f"{moment}/{k}"]
+            else:
+                new_state.pop(f"{moment}/{k}", None)
+    return new, new_state
 
 
 def _fedadam(config, server_round, current, mean, state):

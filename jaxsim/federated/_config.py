@@ -48,8 +48,9 @@ class FederatedConfig:
     Attributes:
         task: registered federated task (:func:`jaxsim.federated.task_names`):
             ``"direct"`` (FedAvg of a U-Net on the sites' real slices), ``"local"``
-            (each site trains alone; the baseline), ``"sim-fl"`` (not yet
-            available).
+            (each site trains alone; the baseline), ``"sim-fl"`` (shared shape and
+            material generators, a site-local enhancer, the U-Net trained on
+            rendered data; :mod:`jaxsim.federated._simfl`).
         strategy: ``"fedavg"``, ``"fedprox"`` (FedAvg plus the proximal term
             ``mu/2 ||w - w_global||^2`` in every site's loss) or ``"fedadam"``
             (server Adam on the averaged update, Reddi et al. 2021, with
@@ -74,6 +75,18 @@ class FederatedConfig:
         test_fraction: share of each site's patients held out for evaluation.
         tta: flip test-time averaging at evaluation.
         seed: seed of the initial network, the site splits and every batch.
+        shape_rounds, material_rounds: ``sim-fl``'s rounds of shape GLO and of
+            material GLO before the segmentation rounds.
+        shape_steps, material_steps: local GLO steps per round (round 1 first
+            runs the shape generator's warm start).
+        invert_steps: rasteriser steps of a GLO inversion (the generator frozen):
+            a site's twins, and the reconstruction of its held-out cases.
+        enhancer_steps: steps of a site's own SPADE enhancer.
+        sim_subjects: subjects a site draws and renders (ED and ES) for ``sim-fl``.
+        shape_options, material_options, enhancer_options: overrides of
+            :class:`~jaxsim.train.ShapeGLOConfig`,
+            :class:`~jaxsim.train.MaterialGLOConfig` and
+            :class:`~jaxsim.train.EnhancerConfig` fields (``sim-fl``).
     """
 
     task: str = "direct"
@@ -101,6 +114,16 @@ class FederatedConfig:
     test_fraction: float = 0.5
     tta: bool = True
     seed: int = 0
+    shape_rounds: int = 3
+    shape_steps: int = 20
+    material_rounds: int = 2
+    material_steps: int = 10
+    invert_steps: int = 20
+    enhancer_steps: int = 100
+    sim_subjects: int = 8
+    shape_options: dict = dataclasses.field(default_factory=dict)
+    material_options: dict = dataclasses.field(default_factory=dict)
+    enhancer_options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -110,6 +133,20 @@ class FederatedConfig:
         for name in ("rounds", "local_steps", "batch_size"):
             _positive_int(name, getattr(self, name))
         _non_negative_int("finetune_steps", self.finetune_steps)
+        for name in ("shape_rounds", "shape_steps", "material_rounds",
+                     "material_steps", "invert_steps", "enhancer_steps",
+                     "sim_subjects"):  # fmt: skip
+            _positive_int(name, getattr(self, name))
+        for name in ("shape_options", "material_options", "enhancer_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict; got {getattr(self, name)!r}")
+        if self.task == "sim-fl":
+            glo = self.shape_rounds + self.material_rounds
+            if self.rounds <= glo:
+                raise ValueError(
+                    f"rounds must exceed shape_rounds + material_rounds = {glo} for "
+                    f"sim-fl (the segmentation rounds follow them); got {self.rounds}"
+                )
         _positive("learning_rate", self.learning_rate)
         _positive("server_learning_rate", self.server_learning_rate)
         _positive("tau", self.tau)

@@ -2,9 +2,11 @@
 
 The table has one row per site and method of the last round: ``direct``
 (the global network), ``direct+finetune`` (it, fine-tuned at the site), ``local``
-(the site's own network), with Dice, HD95 and ASSD (mm) per structure averaged
-over the site's held-out volumes, the site's training slices and its peak
-memory, or ``status="failed"`` with the error.
+(the site's own network), ``sim-fl`` and ``sim-fl+finetune``, with Dice, HD95
+and ASSD (mm) per structure averaged over the site's held-out volumes, for
+``sim-fl`` the shape generator's reconstruction Dice of those volumes
+(``glo-dice-*``, from the round that measured it), the site's training slices
+and its peak memory, or ``status="failed"`` with the error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from jaxsim.train import STRUCTURES
 __all__ = ["final_table", "write_table", "plot_sites", "write_report"]
 
 _SCORES = [f"{m}-{s}" for m in ("dice", "hd95", "assd") for s in STRUCTURES]
-FIELDS = ["site", "method", "status", *_SCORES, "dice-mean", "test-volumes",
+# generator quality (sim-fl): held-out reconstruction Dice by the shape generator
+_GLO = [f"glo-dice-{s}" for s in STRUCTURES] + ["glo-dice-mean"]
+FIELDS = ["site", "method", "status", *_SCORES, "dice-mean", *_GLO, "test-volumes",
           "train-slices", "peak-rss-mb", "error"]  # fmt: skip
 
 
@@ -39,6 +43,9 @@ def final_table(config, history: list[dict]) -> list[dict]:
             (r.get(k) or 0.0 for k in ("peak-rss-mb", "train-peak-rss-mb")), default=0
         )
         scores = {k: r.get(k) for k in (*_SCORES, "dice-mean")}
+        glo = [h for h in history if h["site"] == r["site"] and "glo-dice-mean" in h]
+        if glo:  # the last round that measured the generator
+            common.update({k: glo[-1].get(k) for k in _GLO})
         rows.append({**base, "method": config.task, **scores, **common})
         if any(k.startswith("ft-") for k in r):
             tuned = {k: r.get(f"ft-{k}") for k in (*_SCORES, "dice-mean")}

@@ -227,7 +227,7 @@ def run_rounds(
     table = write_report(out, config, history)
     if task.shares_arrays:
         names = sorted({r["site"] for r in history if r["status"] == "ok"})
-        export_network(config, arrays, out / "model", sites=names)
+        export_network(config, task.network_arrays(arrays), out / "model", sites=names)
     return {
         **header,
         "rounds": history,

@@ -2,9 +2,10 @@
 
 A task turns the global arrays of a round into a site's update (local training
 on the site's data) and scores arrays on the site's held-out cases. State that
-must stay at a site across rounds (a site-only network now; a site-local
-enhancer for Sim-FL later) is a flat array dictionary the task returns and
-receives back; it is kept at the site and never put in a message.
+must stay at a site across rounds (a site-only network; Sim-FL's latents,
+material codes, enhancer and rendered slices) is a flat array dictionary the
+task returns and receives back; it is kept at the site and never put in a
+message.
 
 Registered tasks:
 
@@ -13,12 +14,14 @@ Registered tasks:
   global network on its own slices and reports both.
 * ``"local"`` -- the site-only baseline: each site trains its own network with
   the same local steps and optimiser, and shares nothing.
-* ``"sim-fl"`` and ``"glo"`` -- Federated Simulation (seed paper 004: shared
-  GLO shape/material generators, a site-local SPADE enhancer, training on the
-  rendered data, local fine-tuning). Registered as unavailable: they raise
-  :class:`TaskUnavailableError` until the generators and the enhancer exist in
-  :mod:`jaxsim.models`. A new task subclasses :class:`FederatedTask` and calls
-  :func:`register_task`.
+* ``"sim-fl"`` -- Federated Simulation (seed paper 004: shared GLO shape and
+  material generators, a site-local SPADE enhancer, the U-Net trained by the
+  strategy on the rendered data, local fine-tuning;
+  :class:`jaxsim.federated._simfl.SimFLTask`).
+
+A new task subclasses :class:`FederatedTask` and calls :func:`register_task`;
+:class:`UnavailableTask` registers a name whose parts are missing (it raises
+:class:`TaskUnavailableError`).
 """
 
 from __future__ import annotations
@@ -78,6 +81,11 @@ class FederatedTask(abc.ABC):
     @abc.abstractmethod
     def initial_arrays(self, config: FederatedConfig) -> dict[str, np.ndarray]:
         """The global arrays of round 1 (empty when nothing is shared)."""
+
+    def network_arrays(self, arrays: dict) -> dict:
+        """The segmentation network's part of the global arrays (exported as
+        ``RUN_DIR/model``); all of them by default."""
+        return arrays
 
     @abc.abstractmethod
     def local_update(
@@ -224,20 +232,12 @@ def get_task(name: str) -> FederatedTask:
 
 register_task(DirectTask())
 register_task(LocalTask())
-register_task(
-    UnavailableTask(
-        "sim-fl",
-        "the shared GLO shape/material generators (ShapeGLO, MaterialGLO) and a "
-        "site-local SPADE enhancer in jaxsim.models, with their training in "
-        "jaxsim.train; each site would render from the shared generators through "
-        "its own enhancer, train on that data and fine-tune locally",
-    )
-)
-register_task(
-    UnavailableTask(
-        "glo",
-        "the GLO shape/material generators (ShapeGLO, MaterialGLO) in jaxsim.models "
-        "and their training in jaxsim.train (federated: shared generators, "
-        "per-site latent tables kept at the sites)",
-    )
-)
+
+
+def _register_simfl():
+    from ._simfl import SimFLTask
+
+    register_task(SimFLTask())
+
+
+_register_simfl()

@@ -51,6 +51,8 @@ from ._glo_data import stack_cases as stack_cases
 from ._glo_material import MaterialCase as MaterialCase
 from ._glo_material import MaterialGLOConfig as MaterialGLOConfig
 from ._glo_material import MaterialGLOResult as MaterialGLOResult
+from ._glo_material import MaterialGLOTrainer as MaterialGLOTrainer
+from ._glo_material import build_material_generator as build_material_generator
 from ._glo_material import fitted_gain as fitted_gain
 from ._glo_material import latent_gaussian as latent_gaussian
 from ._glo_material import load_material_cases as load_material_cases
@@ -59,11 +61,13 @@ from ._glo_material import sample_materials as sample_materials
 from ._glo_material import train_material_glo as train_material_glo
 from ._glo_sample import fit_latent_gaussian as fit_latent_gaussian
 from ._glo_sample import generated_design as generated_design
+from ._glo_sample import glo_reconstruction as glo_reconstruction
 from ._glo_sample import load_shape_glo as load_shape_glo
 from ._glo_sample import sample_shapes as sample_shapes
 from ._glo_sample import shape_model_checksum as shape_model_checksum
 from ._glo_shape import ShapeGLOConfig as ShapeGLOConfig
 from ._glo_shape import ShapeGLOTrainer as ShapeGLOTrainer
+from ._glo_shape import build_shape_generator as build_shape_generator
 from ._glo_shape import masked_soft_dice as masked_soft_dice
 from ._glo_shape import project_to_ball as project_to_ball
 from ._glo_shape import train_shape_glo as train_shape_glo

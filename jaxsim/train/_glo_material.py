@@ -67,6 +67,8 @@ __all__ = [
     "MaterialCase",
     "MaterialGLOConfig",
     "MaterialGLOResult",
+    "MaterialGLOTrainer",
+    "build_material_generator",
     "load_material_cases",
     "train_material_glo",
     "load_material_glo",
@@ -485,8 +487,9 @@ def _optimizer(config: MaterialGLOConfig):
     )
 
 
-def _initial(config: MaterialGLOConfig, n_cases: int):
-    glo = MaterialGLO(
+def build_material_generator(config: MaterialGLOConfig) -> MaterialGLO:
+    """The material generator of a configuration (weights from its seed)."""
+    return MaterialGLO(
         latent_dim=config.latent_dim,
         grid=config.grid,
         channels=MATERIAL_CHANNELS,
@@ -494,7 +497,10 @@ def _initial(config: MaterialGLOConfig, n_cases: int):
         width=config.width,
         rngs=nnx.Rngs(config.seed),
     )
-    graphdef, params = nnx.split(glo, nnx.Param)
+
+
+def _initial(config: MaterialGLOConfig, n_cases: int):
+    graphdef, params = nnx.split(build_material_generator(config), nnx.Param)
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     latents = jax.random.normal(key, (n_cases, config.latent_dim))
     latents = _project(latents / math.sqrt(config.latent_dim))
@@ -505,6 +511,45 @@ def _batch_indices(config: MaterialGLOConfig, step: int, n: int):
     key = jax.random.fold_in(jax.random.key(config.seed), 2**20 + step)
     b = min(config.batch_size, n)
     return jax.random.choice(key, n, (b,), replace=False)
+
+
+class MaterialGLOTrainer:
+    """The prepared cases, compiled step and state of a material GLO run.
+
+    Args:
+        cases: :class:`MaterialCase` list.
+        config: :class:`MaterialGLOConfig`.
+        segmenter: optional ``(UNet model, Preprocessing)`` for the feature loss.
+
+    Attributes:
+        params: ``{"generator": MaterialGLO parameters, "latents": (N, K)}``.
+        opt_state: the optimiser state (``tx``: one Adam per group).
+        graphdef: the generator's graph (``nnx.merge(graphdef,
+            params["generator"])`` is the network).
+    """
+
+    def __init__(self, cases, config: MaterialGLOConfig, *, segmenter=None):
+        self.config = config
+        self.data, self.pool, acq = _prepare(cases, config)
+        spacing = tuple(float(s) for s in cases[0].spacing[1:])
+        self.problem = _Problem(config, self.data, self.pool, acq, spacing, segmenter)
+        self.graphdef, self.params = _initial(config, len(cases))
+        self.tx = _optimizer(config)
+        self.opt_state = self.tx.init(self.params)
+        self.step_fn = _make_step(self.problem, self.graphdef, self.tx)
+        self.n_cases = len(cases)
+
+    def step(self, step: int) -> float:
+        """Optimisation step number ``step`` (its cases follow from the seed and
+        ``step``); returns the batch's loss."""
+        idx = _batch_indices(self.config, step, self.n_cases)
+        self.params, self.opt_state, loss, _ = self.step_fn(
+            self.params, self.opt_state, idx
+        )
+        return float(loss)
+
+    def generator(self) -> MaterialGLO:
+        return nnx.merge(self.graphdef, self.params["generator"])
 
 
 # ------------------------------------------------------------------ the run
@@ -773,13 +818,14 @@ def train_material_glo(
         "segmenter": segmenter is not None,
     }
     _check_run_dir(run_dir, meta, resume, overwrite)
-    data, pool, acq = _prepare(cases, config)
-    spacing = tuple(float(s) for s in cases[0].spacing[1:])
-    problem = _Problem(config, data, pool, acq, spacing, segmenter)
-    graphdef, params = _initial(config, len(cases))
-    tx = _optimizer(config)
-    opt_state = tx.init(params)
-    step_fn = _make_step(problem, graphdef, tx)
+    trainer = MaterialGLOTrainer(cases, config, segmenter=segmenter)
+    problem, graphdef, data, pool = (
+        trainer.problem,
+        trainer.graphdef,
+        trainer.data,
+        trainer.pool,
+    )
+    params, opt_state, step_fn = trainer.params, trainer.opt_state, trainer.step_fn
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite and not resume:
         import shutil

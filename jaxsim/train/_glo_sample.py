@@ -36,6 +36,7 @@ __all__ = [
     "sample_shapes",
     "shape_model_checksum",
     "generated_design",
+    "glo_reconstruction",
 ]
 
 _STRUCTURES = {"LV": 3, "MYO": 2, "RV": 1}
@@ -176,9 +177,19 @@ def _decode(graphdef, state, z):
 
 
 # ---------------------------------------------------------------- run outputs
-def _reconstruction(trainer, cases):
-    """Per case: the decoded subject, its geometry on the full grid, its labels
-    and Dice at ED/ES against the real labels."""
+def glo_reconstruction(trainer, cases):
+    """Each case as the generator reconstructs it from its latent and pose.
+
+    Args:
+        trainer: a :class:`ShapeGLOTrainer` (its current parameters).
+        cases: the trainer's :class:`GLOCase` s, in its order.
+
+    Returns:
+        One dict per case: ``"subject"`` (the decoded ``Subject``),
+        ``"geometry"`` (the case's full grid placed in the phantom's world),
+        ``"labels"`` and ``"real"`` (``{"ED": ..., "ES": ...}`` rasterised and
+        real ACDC labels) and ``"dice"`` (``{phase: {"LV", "MYO", "RV"}}``).
+    """
     model = trainer.generator()
     subjects = model.subjects(trainer.params["latents"])
     out = []
@@ -199,7 +210,10 @@ def _reconstruction(trainer, cases):
         for ph in labels:
             d = dice_score(labels[ph], real[ph], labels=list(_STRUCTURES.values()))
             dice[ph] = {k: float(d[v]) for k, v in _STRUCTURES.items()}
-        out.append({"subject": s, "labels": labels, "real": real, "dice": dice})
+        out.append(
+            {"subject": s, "geometry": geom, "labels": labels, "real": real,
+             "dice": dice}
+        )  # fmt: skip
     return out
 
 
@@ -278,7 +292,7 @@ def write_shape_outputs(trainer, cases, out, *, timings, seconds, n_generated):
     gaussian = fit_latent_gaussian(latents)
     with atomic_path(out / "gaussian.json", overwrite=True, what="Gaussian") as tmp:
         tmp.write_text(json.dumps(gaussian) + "\n")
-    recon = _reconstruction(trainer, cases)
+    recon = glo_reconstruction(trainer, cases)
     subjects = sample_shapes(
         trainer.generator(),
         jax.random.key(trainer.config.seed + 1),

@@ -65,6 +65,7 @@ from ._loop import _write_csv
 __all__ = [
     "ShapeGLOConfig",
     "ShapeGLOTrainer",
+    "build_shape_generator",
     "train_shape_glo",
     "project_to_ball",
     "masked_soft_dice",
@@ -218,6 +219,10 @@ def build_generator(config: ShapeGLOConfig, *, seed: int | None = None) -> Shape
     )
 
 
+#: The public name of :func:`build_generator`.
+build_shape_generator = build_generator
+
+
 class ShapeGLOTrainer:
     """The state of a GLO shape run and its compiled steps.
 
@@ -226,9 +231,16 @@ class ShapeGLOTrainer:
             "translation" (N, 3)}``.
         opt_state: the ``optax.multi_transform`` state.
         step_count: global steps done (warm start included).
+
+    Args:
+        cases: the :class:`GLOCase` s.
+        config: :class:`ShapeGLOConfig`.
+        train_generator: ``False`` freezes the generator (its updates are zero):
+            latents and poses alone are fitted, i.e. GLO inversion of new cases
+            with a trained generator.
     """
 
-    def __init__(self, cases, config: ShapeGLOConfig):
+    def __init__(self, cases, config: ShapeGLOConfig, *, train_generator: bool = True):
         self.config = config
         self.model = build_generator(config)
         self.graphdef, gparams, self.rest = nnx.split(self.model, nnx.Param, ...)
@@ -256,7 +268,9 @@ class ShapeGLOTrainer:
         }
         self.tx = optax.multi_transform(
             {
-                "generator": optax.adam(config.learning_rate),
+                "generator": optax.adam(config.learning_rate)
+                if train_generator
+                else optax.set_to_zero(),
                 "latents": optax.adam(config.latent_learning_rate),
                 "pose": optax.adam(config.pose_learning_rate),
             },

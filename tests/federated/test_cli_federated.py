@@ -16,14 +16,15 @@ def test_help_has_examples(capsys):
         assert "example" in capsys.readouterr().out
 
 
-def test_unavailable_task_stops_before_any_work(site_factory, tmp_path, capsys):
+def test_bad_task_settings_stop_before_any_work(site_factory, tmp_path, capsys):
     site = site_factory("A", [1, 2])
     out = str(tmp_path / "r")
-    code = main(["federated", "--sites", str(site), "--rounds", "1",
+    # sim-fl needs rounds after its 3 + 2 generator rounds; direct would run first
+    code = main(["federated", "--sites", str(site), "--rounds", "4",
                  "--tasks", "direct", "sim-fl", "--out", out])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "'sim-fl' is not available yet" in err and "GLO" in err
+    assert "rounds must exceed shape_rounds + material_rounds = 5" in err
     assert not (tmp_path / "r").exists()
 
 

@@ -17,11 +17,13 @@ from jaxsim.federated import (
     TaskUnavailableError,
     Update,
     aggregate,
+    available_tasks,
     build_network,
     from_arrays,
     get_task,
     load_site,
     local_train,
+    register_task,
     run_federated,
     site_data,
     split_acdc_sites,
@@ -158,14 +160,23 @@ def test_bad_sites_fail_with_errors_naming_them(site_factory, tmp_path):
         load_site(folder / "patient003_frame01.h5", spacing=(10, 4, 4))
 
 
-def test_sim_fl_is_registered_but_refuses_clearly(site_factory, tmp_path, tiny):
-    with pytest.raises(TaskUnavailableError, match="GLO.*SPADE"):
-        get_task("sim-fl")
-    with pytest.raises(TaskUnavailableError, match="available tasks"):
-        run_federated(tiny(task="sim-fl"), [site_factory("A", [1, 2])], tmp_path / "r")
-    assert not (tmp_path / "r").exists()
+def test_an_unavailable_task_refuses_clearly(site_factory, tmp_path, tiny):
+    from jaxsim.federated._tasks import _TASKS, UnavailableTask
+
+    register_task(UnavailableTask("needs-more", "a generator this version lacks"))
+    try:
+        with pytest.raises(TaskUnavailableError, match="generator this version"):
+            get_task("needs-more")
+        with pytest.raises(TaskUnavailableError, match="available tasks"):
+            run_federated(
+                tiny(task="needs-more"), [site_factory("A", [1, 2])], tmp_path / "r"
+            )
+        assert not (tmp_path / "r").exists()
+    finally:
+        del _TASKS["needs-more"]
     with pytest.raises(ValueError, match="task must be one of"):
         get_task("nope")
+    assert "sim-fl" in available_tasks()
 
 
 def test_fedprox_term_keeps_the_update_near_the_global_network(site_factory, tiny):
@@ -189,7 +200,7 @@ def test_importing_the_package_does_not_import_flower():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "('direct', 'local')"
+    assert done.stdout.strip() == "('direct', 'local', 'sim-fl')"
 
 
 def test_in_process_two_sites_two_rounds(site_factory, tmp_path, tiny):
