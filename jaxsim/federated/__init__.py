@@ -12,8 +12,10 @@ run resumes.
   on Flower's simulation engine (``engine="flower"``, needs the extra
   ``federated``); both use the same site and server functions.
 * Tasks (:func:`task_names`): ``"direct"`` (Direct-FL U-Net), ``"local"``
-  (site-only baseline); ``"sim-fl"`` and ``"glo"`` are registered but not yet
-  available (:class:`TaskUnavailableError`).
+  (site-only baseline), ``"sim-fl"`` (Federated Simulation: shared shape and
+  material GLO generators, site-local enhancers, the U-Net trained on the
+  sites' renderings; :class:`SimFLTask`); :func:`centralised_shape_glo` is the
+  centralised baseline of its shape generator.
 * :func:`split_acdc_sites` -- ACDC patients as one site per pathology group.
 * :mod:`jaxsim.federated.flower` -- the Flower ``ClientApp``/``ServerApp``
   (imports ``flwr``; this package does not until that module is imported).
@@ -42,6 +44,9 @@ from ._report import write_table as write_table
 from ._server import Failure as Failure
 from ._server import Transport as Transport
 from ._server import run_rounds as run_rounds
+from ._simfl import SimFLTask as SimFLTask
+from ._simfl import centralised_shape_glo as centralised_shape_glo
+from ._simfl import glo_heldout as glo_heldout
 from ._sites import ACDC_GROUPS as ACDC_GROUPS
 from ._sites import Site as Site
 from ._sites import SiteError as SiteError

@@ -12,6 +12,7 @@ from jaxsim.federated import (
     Update,
     aggregate,
     build_network,
+    centralised_shape_glo,
     client_evaluate,
     client_train,
     from_arrays,
@@ -200,3 +201,10 @@ def test_a_tiny_run_round_by_round(site_factory):
     for key in ("dice-LV", "ft-dice-LV", "hd95-RV", "ft-dice-mean"):
         assert key in scores and np.isfinite(scores[key])
     assert scores["num-examples"] == 2
+    # the centralised baseline of the shape stage, scored the same way
+    central = centralised_shape_glo(config, sites)
+    assert central["steps"] == 2 * 2  # shape_rounds * shape_steps * sites
+    assert [r["site"] for r in central["rows"]] == ["A", "B"]
+    for row in central["rows"]:
+        assert row["method"] == "centralised-glo"
+        assert 0.0 <= row["glo-dice-mean"] <= 1.0
