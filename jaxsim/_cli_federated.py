@@ -126,7 +126,11 @@ def _add_federated(subparsers) -> argparse.ArgumentParser:
         ("--material-rounds", "material_rounds", "rounds of the material generator"),
         ("--material-steps", "material_steps", "local material GLO steps per round"),
         ("--invert-steps", "invert_steps", "steps of a GLO inversion"),
-        ("--enhancer-steps", "enhancer_steps", "steps of each site's enhancer"),
+        (
+            "--enhancer-steps",
+            "enhancer_steps",
+            "steps of each site's enhancer, 0: none",
+        ),
         ("--sim-subjects", "sim_subjects", "subjects each site renders"),
     ):
         sim.add_argument(

@@ -81,7 +81,8 @@ class FederatedConfig:
             runs the shape generator's warm start).
         invert_steps: rasteriser steps of a GLO inversion (the generator frozen):
             a site's twins, and the reconstruction of its held-out cases.
-        enhancer_steps: steps of a site's own SPADE enhancer.
+        enhancer_steps: steps of a site's own SPADE enhancer (0: none, the
+            U-Net trains on the physics renderings).
         sim_subjects: subjects a site draws and renders (ED and ES) for ``sim-fl``.
         shape_options, material_options, enhancer_options: overrides of
             :class:`~jaxsim.train.ShapeGLOConfig`,
@@ -134,9 +135,9 @@ class FederatedConfig:
             _positive_int(name, getattr(self, name))
         _non_negative_int("finetune_steps", self.finetune_steps)
         for name in ("shape_rounds", "shape_steps", "material_rounds",
-                     "material_steps", "invert_steps", "enhancer_steps",
-                     "sim_subjects"):  # fmt: skip
+                     "material_steps", "invert_steps", "sim_subjects"):  # fmt: skip
             _positive_int(name, getattr(self, name))
+        _non_negative_int("enhancer_steps", self.enhancer_steps)
         for name in ("shape_options", "material_options", "enhancer_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict; got {getattr(self, name)!r}")

@@ -16,11 +16,12 @@ network). A run goes through three stages, by round:
 3. the remaining rounds train the U-Net by the strategy on data each site
    renders: in its first segmentation round a site trains its own SPADE
    enhancer on pairs (its twins rendered with their materials, its real
-   slices; ``enhancer_steps`` steps), draws ``sim_subjects`` new subjects and
-   materials from the shared generators (Gaussians of its own codes), renders
-   their ED and ES cines, enhances them and keeps the labelled slices; every
-   round it trains the global U-Net on them (``local_steps``). At the end each
-   site fine-tunes the global U-Net on its real slices (``finetune_steps``).
+   slices; ``enhancer_steps`` steps; 0 skips it), draws ``sim_subjects`` new
+   subjects and materials from the shared generators (Gaussians of its own
+   codes), renders their ED and ES cines, enhances them and keeps the labelled
+   slices; every round it trains the global U-Net on them (``local_steps``).
+   At the end each site fine-tunes the global U-Net on its real slices
+   (``finetune_steps``).
 
 Latents, poses, material codes, the enhancer and the rendered slices stay at
 the site (its local state); only the three networks' parameters travel, and a
@@ -329,7 +330,7 @@ def _render_dataset(config, state, shape_arrays, material_arrays, local, enhance
     """``sim_subjects`` new subjects and materials drawn from the shared
     generators with the site's code Gaussians, rendered at ED and ES on a
     short-axis stack at the network's pixel size, enhanced: ``(images,
-    labels)`` slices."""
+    labels)`` slices (``enhancer=None``: the normalised physics renderings)."""
     from jaxsim.models import MaterialGLO
     from jaxsim.phantoms import short_axis_geometry
 
@@ -375,6 +376,8 @@ def _render_dataset(config, state, shape_arrays, material_arrays, local, enhance
             f"site {state.site.name!r}: the rendered subjects show no heart on the "
             "short-axis stack"
         )
+    if enhancer is None:
+        return images, labels
     enhanced = enhance_batch(enhancer, images, labels)
     return np.asarray(enhanced, np.float32), labels
 
@@ -469,17 +472,20 @@ class SimFLTask(FederatedTask):
                 state.material_trainer(_sub(arrays, "shape/"), local)
                 mtrainer, _, _ = state.material_trainer(None, None)
                 _set_material_generator(mtrainer, _sub(arrays, "material/"))
-                pairs = _enhancer_pairs(
-                    state, mtrainer.generator(), local["material/latents"]
-                )
-                enhancer, enh_metrics = _train_enhancer(config, state, pairs)
-                metrics.update(enh_metrics)
+                generator = None  # enhancer_steps=0: the physics renderings
+                if config.enhancer_steps:
+                    pairs = _enhancer_pairs(
+                        state, mtrainer.generator(), local["material/latents"]
+                    )
+                    enhancer, enh_metrics = _train_enhancer(config, state, pairs)
+                    metrics.update(enh_metrics)
+                    generator = enhancer.generator()
+                    local.update(_prefixed(to_arrays(generator), "enhancer/"))
                 images, labels = _render_dataset(
                     config, state, _sub(arrays, "shape/"),
-                    _sub(arrays, "material/"), local, enhancer.generator(),
+                    _sub(arrays, "material/"), local, generator,
                 )  # fmt: skip
                 local["sim/images"], local["sim/labels"] = images, labels
-                local.update(_prefixed(to_arrays(enhancer.generator()), "enhancer/"))
             sim = SliceData(local["sim/images"], local["sim/labels"], kind="sim")
             mu = config.proximal_mu if config.strategy == "fedprox" else 0.0
             new, seg_metrics = local_train(
