@@ -6,6 +6,7 @@ Kernel tests run twice in CI: once in float32 (the default) and once with
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs(request):
+    """In the integration run, free each module's compiled XLA programs when the
+    module is done: the whole-CLI tests compile large programs, and one
+    long-lived process that keeps every executable (and its memory mappings)
+    once crashed inside XLA's compiler."""
+    yield
+    if "integration" in (request.config.getoption("-m") or "").replace(
+        "not integration", ""
+    ):
+        jax.clear_caches()
+        gc.collect()
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_apply_refusals(tmp_path, capsys):
     assert "no enhancer run" in capsys.readouterr().err
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_train_on_a_real_twin_then_apply(shared_data, tmp_path):
     from jaxsim.io import Database, generate_database
     from jaxsim.population import PopulationDesign, Preset

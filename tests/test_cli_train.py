@@ -310,7 +310,7 @@ def test_train_segment_evaluate_round_trip(cases, tmp_path, capsys):
 UNET3D = json.dumps({"channels": [8, 16, 32], "strides": [[1, 2, 2], [2, 2, 2]]})
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "shape", "options"),
     [

@@ -51,7 +51,7 @@ def test_existing_outputs_need_force(tmp_path, capsys):
     assert (out / "report.json").read_text() == "{}"
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_real_acdc_case(shared_data, tmp_path, capsys):
     ed = shared_data / "acdc" / "patient022_frame01.h5"
     es = shared_data / "acdc" / "patient022_frame02.h5"

@@ -103,7 +103,7 @@ def test_fit_command_input_errors(tmp_path, labels, nifti_pair, capsys):
     assert "not on IMAGE's grid" in capsys.readouterr().err
 
 
-@pytest.mark.integration  # two whole fits from the command line
+@pytest.mark.slow  # two whole fits from the command line
 def test_swapped_labels_are_reported_not_fitted_silently(tmp_path, labels, capsys):
     """MYO and LV swapped: the bright blood pool is called myocardium."""
     path = _h5(tmp_path / "case.h5", _image(labels), labels)

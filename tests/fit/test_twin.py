@@ -74,7 +74,7 @@ def test_fit_twin_rejects_bad_labels():
         fit_twin(labels, np.eye(4))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_twin_recovers_a_label_map_the_phantom_rendered():
     """Labels rendered by a known (deformed, resized) subject on a short-axis stack
     are fitted from the moment-matched default: Dice near 1 for every structure
@@ -146,7 +146,7 @@ def test_twin_from_parameters_round_trip_and_missing_entries():
         twin_from_parameters(params)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_deformed_subject_feeds_the_tagged_and_ct_simulators():
     """Tagged MR and CT of a deformed subject (as a twin is): finite images whose
     labels are the deformed phantom's own label maps at the same phases."""

@@ -298,7 +298,7 @@ def test_multiscale_discriminator_features():
     assert [c.spectral for c in convs] == [False, True, True, True, False]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_generator_forward_and_gradient():
     g = SPADEGenerator(5, 1, ngf=2, hidden=4, rngs=nnx.Rngs(0))
     gd, params, rest = nnx.split(g, nnx.Param, ...)

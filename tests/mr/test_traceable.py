@@ -186,7 +186,7 @@ def test_one_compilation_serves_a_domain_randomised_run():
     assert len({float(np.asarray(im).sum()) for im in images}) == 50
 
 
-@pytest.mark.integration  # two compilations of the tagging pipeline
+@pytest.mark.slow  # two compilations of the tagging pipeline
 def test_tagged_is_traceable_over_subjects():
     subjects = sample_subjects(jax.random.key(6), 2)
 

@@ -85,7 +85,7 @@ def test_chain_matches_the_simulator_piece_by_piece():
     assert np.isfinite(float(out["loss"])) and float(out["loss"]) > 0
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_chain_gradients_match_finite_differences():
     """d loss / d (shape latent, RV wall thickness, T1 of every tissue, flip
     angle, the ShapeGLO, MaterialGLO, SPADE and U-Net weights) against central

@@ -202,7 +202,7 @@ def tiny_run(tmp_path_factory):
     return run, config, result
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tiny_run, tmp_path):
     run, config, straight = tiny_run
     assert (run / "samples" / "step_000002.png").stat().st_size > 0

@@ -273,7 +273,7 @@ def test_glo_recovers_a_known_material(cases, tmp_path):
     assert maps.shape == (3, 9, 4, 4, 4)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_resume_reaches_the_uninterrupted_result(cases, tmp_path):
     config = MaterialGLOConfig(steps=4, batch_size=1, checkpoint_every=2, **TINY)
     train_material_glo(cases, config, tmp_path / "a", progress=False)
@@ -313,7 +313,7 @@ def _twin_folder(folder, case, names):
     (folder / "report.json").write_text(json.dumps(report))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_cli_end_to_end(cases, tmp_path, capsys):
     real = tmp_path / "real"
     real.mkdir()

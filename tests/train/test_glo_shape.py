@@ -273,7 +273,7 @@ def test_glo_learns_to_reconstruct_known_subjects(cases):
     assert after > 0.75
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_whole_run_resume_report_and_generate(cases, tmp_path):
     from jaxsim.io import Database
     from jaxsim.population import PRESETS

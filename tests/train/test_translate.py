@@ -132,7 +132,7 @@ def _leaves(state):
             jax.dtypes.prng_key) else x) for x in jax.tree.leaves(state)]  # fmt: skip
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["cut", "cyclegan"])
 def test_resume_equals_uninterrupted(method, tmp_path):
     config = TranslationConfig(method=method, steps=4, **TINY)
