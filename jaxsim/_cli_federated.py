@@ -43,6 +43,13 @@ NOR, RV; from Info.cfg, else by patient number in blocks of 20), by symbolic
 links: no image is copied. OUT/manifest.json lists the patients of each site."""
 
 
+#: sim-fl settings of ``--reference`` (GPU-sized): the enhancer's reference
+#: length and widths, and a larger rendered population per site.
+REFERENCE_SIM_FL = {"enhancer_steps": 2000, "sim_subjects": 100}
+_SIM_FIELDS = ("shape_rounds", "shape_steps", "material_rounds", "material_steps",
+               "invert_steps", "enhancer_steps", "sim_subjects")  # fmt: skip
+
+
 def add_parser(subparsers) -> None:
     _add_federated(subparsers)
     _add_split(subparsers)
@@ -126,28 +133,21 @@ def _add_federated(subparsers) -> argparse.ArgumentParser:
         ("--material-rounds", "material_rounds", "rounds of the material generator"),
         ("--material-steps", "material_steps", "local material GLO steps per round"),
         ("--invert-steps", "invert_steps", "steps of a GLO inversion"),
-        (
-            "--enhancer-steps",
-            "enhancer_steps",
-            "steps of each site's enhancer, 0: none",
-        ),
+        ("--enhancer-steps", "enhancer_steps", "steps of a site's enhancer, 0: none"),
         ("--sim-subjects", "sim_subjects", "subjects each site renders"),
     ):
+        ref = REFERENCE_SIM_FL.get(field)
         sim.add_argument(
-            flag, type=int, default=getattr(d, field),
-            help=f"{what} (default {getattr(d, field)})",
+            flag, type=int, default=None,
+            help=f"{what} (default {getattr(d, field)}"
+            + (f"; {ref} with --reference)" if ref is not None else ")"),
         )  # fmt: skip
-    p.add_argument(
-        "--cpus",
-        type=int,
-        default=None,
-        help="CPUs for the Flower engine (default: all)",
-    )
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--reference",
         action="store_true",
-        help="GPU size: the U-Net of jaxsim train (16..256 channels), batch 16",
+        help="GPU size: the U-Net of jaxsim train (16..256 channels), batch 16; "
+        "for sim-fl the reference enhancer (2000 steps) and 100 subjects per site",
     )
     size.add_argument(
         "--smoke",
@@ -191,8 +191,18 @@ def config_from_args(args):
     from jaxsim.train import DEFAULT_MODEL_OPTIONS
 
     extra: dict = {}
+    d = FederatedConfig()
+    sim = {f: getattr(d, f) for f in _SIM_FIELDS}
     if args.reference:
-        extra = dict(model_options=DEFAULT_MODEL_OPTIONS["unet2d"], batch_size=16)
+        from jaxsim.train import ENHANCER_REFERENCE_SIZES
+
+        extra = dict(
+            model_options=DEFAULT_MODEL_OPTIONS["unet2d"],
+            batch_size=16,
+            enhancer_options={k: ENHANCER_REFERENCE_SIZES[k]
+                              for k in ("ngf", "hidden", "ndf")},
+        )  # fmt: skip
+        sim.update(REFERENCE_SIM_FL)
     elif args.smoke:
         extra = dict(
             shape=(32, 32),
@@ -219,13 +229,10 @@ def config_from_args(args):
         label_map=label_mapping(args.labels),
         tta=not args.no_tta,
         seed=args.seed,
-        shape_rounds=args.shape_rounds,
-        shape_steps=args.shape_steps,
-        material_rounds=args.material_rounds,
-        material_steps=args.material_steps,
-        invert_steps=args.invert_steps,
-        enhancer_steps=args.enhancer_steps,
-        sim_subjects=args.sim_subjects,
+        **{
+            f: sim[f] if getattr(args, f) is None else getattr(args, f)
+            for f in _SIM_FIELDS
+        },
         **{"batch_size": args.batch_size, **extra},
     )
 

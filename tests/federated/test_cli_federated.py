@@ -76,3 +76,28 @@ def test_federated_command_compares_tasks_per_site(site_factory, tmp_path):
     assert (out / "sites.png").stat().st_size > 0
     assert main(args) == 2  # exists: --resume or --force
     assert main([*args, "--resume"]) == 0
+
+
+def test_sim_fl_settings_from_the_command_line():
+    import argparse
+
+    from jaxsim._cli_federated import add_parser, config_from_args
+    from jaxsim.federated import FederatedConfig
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    base = ["federated", "--sites", "a", "--out", "o"]
+    config = config_from_args(parser.parse_args(base))
+    d = FederatedConfig()
+    assert (config.enhancer_steps, config.sim_subjects) == (
+        d.enhancer_steps, d.sim_subjects
+    )  # fmt: skip
+    config = config_from_args(parser.parse_args(base + ["--reference"]))
+    assert (config.enhancer_steps, config.sim_subjects) == (2000, 100)
+    assert config.enhancer_options["ngf"] == 64
+    config = config_from_args(
+        parser.parse_args(
+            base + ["--reference", "--enhancer-steps", "0", "--shape-rounds", "4"]
+        )
+    )
+    assert (config.enhancer_steps, config.shape_rounds) == (0, 4)
