@@ -55,8 +55,14 @@ def real_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("method", ["cut", "fastcut", "cyclegan"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("cut", marks=pytest.mark.integration),
+        pytest.param("fastcut", marks=pytest.mark.slow),  # CUT with other weights
+        pytest.param("cyclegan", marks=pytest.mark.integration),
+    ],
+)
 def test_cli_train_then_apply_keeps_labels_and_schema(
     method, tiny_db, real_folder, tmp_path, capsys
 ):
@@ -168,7 +174,7 @@ def test_cli_train_on_the_shared_acdc_files(shared_data, tmp_path):
     assert len(rows) == 3 and rows[0].startswith("step")
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # CI runs every example in smoke mode in a step of its own
 def test_cine_to_tagged_example_smoke(tmp_path):
     import os
     import subprocess
