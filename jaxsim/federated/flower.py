@@ -293,14 +293,17 @@ def make_server_app(
 _SCALARS = {"task", "strategy", "rounds", "local-steps", "batch-size", "learning-rate",
             "proximal-mu", "server-learning-rate", "beta-1", "beta-2", "tau",
             "finetune-steps", "model", "spacing", "loss", "augment", "test-fraction",
-            "tta", "seed"}  # fmt: skip
+            "tta", "seed", "shape-rounds", "shape-steps", "material-rounds",
+            "material-steps", "invert-steps", "enhancer-steps",
+            "sim-subjects"}  # fmt: skip
 
 
 def config_from_run_config(run_config: dict) -> tuple[FederatedConfig, dict]:
     """The run's settings from a Flower run configuration (``flwr run``,
     ``[tool.flwr.app.config]``): the scalar fields by their hyphenated names,
-    ``shape`` and ``data-spacing`` as space-separated numbers, ``model-options``
-    and ``label-map`` as JSON; plus ``out``, ``sites`` (folders separated by
+    ``shape`` and ``data-spacing`` as space-separated numbers, ``model-options``,
+    ``label-map`` and sim-fl's ``shape-options``, ``material-options`` and
+    ``enhancer-options`` as JSON; plus ``out``, ``sites`` (folders separated by
     ``os.pathsep``; empty in a deployment), ``num-sites``, ``resume``.
 
     Returns:
@@ -316,7 +319,8 @@ def config_from_run_config(run_config: dict) -> tuple[FederatedConfig, dict]:
         fields["data_spacing"] = tuple(
             float(v) for v in str(run_config["data-spacing"]).split()
         )
-    for key in ("model-options", "label-map"):
+    for key in ("model-options", "label-map", "shape-options", "material-options",
+                "enhancer-options"):  # fmt: skip
         if run_config.get(key):
             fields[key.replace("-", "_")] = json.loads(str(run_config[key]))
     sites = [s for s in str(run_config.get("sites", "")).split(os.pathsep) if s]

@@ -257,6 +257,15 @@ def test_run_config_of_flwr_run_gives_the_settings():
                        "resume": True, "overwrite": False}  # fmt: skip
     with pytest.raises(ValueError, match="rounds"):
         flower.config_from_run_config({"rounds": 0})
+    config, _ = flower.config_from_run_config(
+        {"task": "sim-fl", "rounds": 9, "shape-rounds": 2, "enhancer-steps": 0,
+         "sim-subjects": 5, "shape-options": '{"latent_dim": 4}',
+         "enhancer-options": '{"ngf": 8}'}
+    )  # fmt: skip
+    assert config == FederatedConfig(
+        task="sim-fl", rounds=9, shape_rounds=2, enhancer_steps=0, sim_subjects=5,
+        shape_options={"latent_dim": 4}, enhancer_options={"ngf": 8},
+    )  # fmt: skip
 
 
 @pytest.mark.slow
