@@ -142,6 +142,12 @@ def _add_federated(subparsers) -> argparse.ArgumentParser:
             help=f"{what} (default {getattr(d, field)}"
             + (f"; {ref} with --reference)" if ref is not None else ")"),
         )  # fmt: skip
+    p.add_argument(
+        "--cpus",
+        type=int,
+        default=None,
+        help="CPUs for the Flower engine (default: all)",
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--reference",

@@ -87,6 +87,8 @@ def test_sim_fl_settings_from_the_command_line():
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     base = ["federated", "--sites", "a", "--out", "o"]
+    args = parser.parse_args(base + ["--cpus", "2"])
+    assert args.cpus == 2 and not args.centralised_glo
     config = config_from_args(parser.parse_args(base))
     d = FederatedConfig()
     assert (config.enhancer_steps, config.sim_subjects) == (
