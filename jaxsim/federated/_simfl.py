@@ -64,10 +64,10 @@ from jaxsim.train import (
 )
 
 from ._config import FederatedConfig
-from ._local import build_network, evaluate_site, local_train, preprocessing
+from ._local import build_network, local_train, preprocessing
 from ._sites import Site, site_seed
 from ._state import from_arrays, to_arrays
-from ._tasks import FederatedTask, LocalResult
+from ._tasks import FederatedTask, LocalResult, scores_with_finetune
 
 __all__ = [
     "SimFLTask",
@@ -504,17 +504,11 @@ class SimFLTask(FederatedTask):
         if stage == "shape" and server_round == config.shape_rounds:
             out.update(glo_heldout(config, site, _sub(arrays, "shape/")))
         if stage == "segment":
-            unet = _sub(arrays, "unet/")
-            out.update(evaluate_site(config, site, unet, distances=final))
-            if final and config.finetune_steps:
-                tuned, _ = local_train(
-                    config, site, data, unet, server_round=server_round,
-                    steps=config.finetune_steps, purpose="finetune",
-                )  # fmt: skip
-                scores = evaluate_site(config, site, tuned, distances=final)
-                out.update(
-                    {f"ft-{k}": v for k, v in scores.items() if k != "num-examples"}
+            out.update(
+                scores_with_finetune(
+                    config, site, data, _sub(arrays, "unet/"), server_round, final
                 )
+            )
         out.setdefault("num-examples", len(site.test))
         return out
 

@@ -130,15 +130,22 @@ class DirectTask(FederatedTask):
         return LocalResult(new, len(data), metrics, {})
 
     def evaluate(self, config, site, data, arrays, server_round, local_state, final):
-        out = evaluate_site(config, site, arrays, distances=final)
-        if final and config.finetune_steps:
-            tuned, _ = local_train(
-                config, site, data, arrays, server_round=server_round,
-                steps=config.finetune_steps, purpose="finetune",
-            )  # fmt: skip
-            scores = evaluate_site(config, site, tuned, distances=final)
-            out.update({f"ft-{k}": v for k, v in scores.items() if k != "num-examples"})
-        return out
+        return scores_with_finetune(config, site, data, arrays, server_round, final)
+
+
+def scores_with_finetune(config, site, data, arrays, server_round, final) -> dict:
+    """The network ``arrays`` scored on the site's held-out cases and, in the
+    last round, also after ``finetune_steps`` local steps on the site's real
+    slices (``ft-`` scores)."""
+    out = evaluate_site(config, site, arrays, distances=final)
+    if final and config.finetune_steps:
+        tuned, _ = local_train(
+            config, site, data, arrays, server_round=server_round,
+            steps=config.finetune_steps, purpose="finetune",
+        )  # fmt: skip
+        scores = evaluate_site(config, site, tuned, distances=final)
+        out.update({f"ft-{k}": v for k, v in scores.items() if k != "num-examples"})
+    return out
 
 
 class LocalTask(FederatedTask):
