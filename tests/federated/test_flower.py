@@ -132,6 +132,40 @@ def test_local_task_keeps_its_network_at_the_site(site_factory, tiny, tmp_path):
     assert not again.has_error()
 
 
+@pytest.mark.slow  # compiles the shape generator's rasteriser step
+def test_sim_fl_reply_holds_only_the_shared_networks(site_factory, tiny):
+    config = tiny(
+        task="sim-fl", rounds=3, shape_rounds=1, material_rounds=1, shape_steps=2,
+        shape_options={"warm_steps": 2, "hidden": 24, "latent_dim": 5,
+                       "grid_shape": [3, 3, 3], "supersample": [1, 1, 1]},
+        material_options={"grid": 4, "width": 4, "latent_dim": 3},
+    )  # fmt: skip
+    folder = site_factory("A", [61, 62, 63, 64])  # 2 training patients
+    initial = flower_task_arrays(config)
+    context = _context(folder)
+    reply = flower.client_app(_message(MessageType.TRAIN, _request(config, initial)),
+                              context)  # fmt: skip
+    assert not reply.has_error()
+    sent = flower.record_to_arrays(reply.content["arrays"])
+    assert {k: v.shape for k, v in sent.items()} == {
+        k: v.shape for k, v in initial.items()
+    }
+    local = flower.record_to_arrays(context.state[flower.LOCAL_STATE])
+    assert local["shape/latents"].shape == (2, 5)  # the site's latent table
+    shapes, counts = _private_shapes(config, folder)
+    for arr in _sent_arrays(reply):
+        assert arr.shape not in shapes
+        assert arr.ndim < 2 or arr.shape[0] not in counts | {2}  # no per-case table
+        for value in local.values():
+            assert not (arr.shape == value.shape and np.array_equal(arr, value))
+
+
+def flower_task_arrays(config):
+    from jaxsim.federated import get_task
+
+    return get_task(config.task).initial_arrays(config)
+
+
 def test_a_bad_site_raises_a_clear_error_in_the_client(tmp_path, tiny):
     (tmp_path / "empty").mkdir()
     config = tiny()
