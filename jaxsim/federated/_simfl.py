@@ -42,6 +42,7 @@ import numpy as np
 from flax import nnx
 
 from jaxsim.labels import ACDC, task_labels
+from jaxsim.phantoms import end_systolic_phase, short_axis_geometry
 from jaxsim.train import (
     STRUCTURES,
     EnhancerConfig,
@@ -59,7 +60,7 @@ from jaxsim.train import (
     enhance_batch,
     fit_latent_gaussian,
     glo_reconstruction,
-    latent_gaussian,
+    sample_materials,
     sample_shapes,
 )
 
@@ -78,7 +79,6 @@ __all__ = [
     "shape_config",
 ]
 
-_PREFIXES = ("shape/", "material/", "unet/")
 # CPU-sized defaults of the shared generators and the site's enhancer
 # (``FederatedConfig.shape_options`` etc. override them).
 _SHAPE_DEFAULTS: dict = {"warm_steps": 100}
@@ -206,9 +206,11 @@ class _SiteState:
             trainer.step()
         return trainer
 
-    def material_trainer(self, generator: dict, local: dict) -> MaterialGLOTrainer:
-        """The material problem on the site's twins (built once: the twins come
-        from the final shape generator, refitted with it frozen)."""
+    def material_trainer(self, generator: dict, local: dict):
+        """``(MaterialGLOTrainer, MaterialCase list, twin Dice)``: the material
+        problem on the site's twins, built at the first call (the twins come from
+        the final shape generator ``generator``, with ``local``'s latents and
+        poses refitted with it frozen) and kept for the run."""
         if self._material is None:
             twins = self.inversion(
                 self.train_cases, generator, local, self.config.invert_steps
@@ -218,7 +220,7 @@ class _SiteState:
             for (glo, ed, es), r in zip(self.train_cases, recon, strict=True):
                 frames = [ed] + ([es] if es is not None else [])
                 phases = (0.0,) + (
-                    (float(end_systolic(r["subject"])),) if es is not None else ()
+                    (float(end_systolic_phase(r["subject"])),) if es is not None else ()
                 )
                 mcases.append(
                     MaterialCase(
@@ -238,21 +240,9 @@ class _SiteState:
             self._material = (
                 MaterialGLOTrainer(mcases, material_config(self.config, self.seed)),
                 mcases,
-                {
-                    "twin-dice-" + s: float(
-                        np.mean([np.mean([d[s] for d in r["dice"].values()])
-                                 for r in recon])
-                    )
-                    for s in STRUCTURES
-                },
-            )  # fmt: skip
+                _mean_dice(recon, "twin-dice-"),
+            )
         return self._material
-
-
-def end_systolic(subject):
-    from jaxsim.phantoms import end_systolic_phase
-
-    return end_systolic_phase(subject)
 
 
 _STATES: dict[tuple, _SiteState] = {}
@@ -288,17 +278,28 @@ def _render_volume(key, subject, geometry, material, phases):
     return image, labels
 
 
-def _slices(prep, image, labels, spacing_yx, *, heart_only=True):
+def _heart_slices(prep, image, labels, spacing_yx):
+    """The slices of a volume that show the heart, at the network's layout."""
     img, lab = prep.volume_slices(image, labels, spacing_yx)
     img, lab = np.asarray(img, np.float32), np.asarray(lab, np.uint8)
-    keep = np.flatnonzero((lab > 0).any(axis=(1, 2))) if heart_only else slice(None)
+    keep = np.flatnonzero((lab > 0).any(axis=(1, 2)))
     return img[keep], lab[keep]
 
 
-def _enhancer_pairs(state: _SiteState, glo_material, latents) -> EnhancerPairs:
-    """The site's twins rendered with their own material maps, paired with
-    its real slices."""
-    trainer, mcases, _ = state.material_trainer(None, None)
+def _mean_dice(recon, prefix: str) -> dict:
+    """Per structure, Dice of :func:`glo_reconstruction` results averaged over
+    each case's frames, then over the cases."""
+    return {
+        prefix + s: float(
+            np.mean([np.mean([d[s] for d in r["dice"].values()]) for r in recon])
+        )
+        for s in STRUCTURES
+    }
+
+
+def _enhancer_pairs(state: _SiteState, mcases, glo_material, latents) -> EnhancerPairs:
+    """The site's twins ``mcases`` rendered with their own material maps,
+    paired with its real slices."""
     maps = np.asarray(glo_material(jnp.asarray(latents)))
     prep = preprocessing(state.config)
     root = jax.random.key(state.seed)
@@ -326,14 +327,11 @@ def _enhancer_pairs(state: _SiteState, glo_material, latents) -> EnhancerPairs:
     return EnhancerPairs(**arrays, names=tuple(names))
 
 
-def _render_dataset(config, state, shape_arrays, material_arrays, local, enhancer):
+def _render_dataset(config, state, shape_arrays, glo_material, local, enhancer):
     """``sim_subjects`` new subjects and materials drawn from the shared
     generators with the site's code Gaussians, rendered at ED and ES on a
     short-axis stack at the network's pixel size, enhanced: ``(images,
     labels)`` slices (``enhancer=None``: the normalised physics renderings)."""
-    from jaxsim.models import MaterialGLO
-    from jaxsim.phantoms import short_axis_geometry
-
     shape_trainer = state.shape_trainer()
     _set_generator(shape_trainer, shape_arrays)
     generator = shape_trainer.generator()
@@ -341,17 +339,10 @@ def _render_dataset(config, state, shape_arrays, material_arrays, local, enhance
     key = jax.random.fold_in(jax.random.key(state.seed), 7)
     subjects = sample_shapes(generator, jax.random.fold_in(key, 0), config.sim_subjects,
                              gaussian=gaussian)  # fmt: skip
-    mtrainer, _, _ = state.material_trainer(None, None)
-    _set_material_generator(mtrainer, material_arrays)
-    glo: MaterialGLO = mtrainer.generator()
-    mean, cov = latent_gaussian(local["material/latents"])
-    chol = np.linalg.cholesky(cov)
-    eps = np.asarray(
-        jax.random.normal(jax.random.fold_in(key, 1), (config.sim_subjects, len(mean)))
-    )
-    z = mean + eps @ chol.T
-    z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1.0)
-    maps = glo(jnp.asarray(z, jnp.float32))
+    maps = sample_materials(
+        glo_material, jax.random.fold_in(key, 1), config.sim_subjects,
+        latents=local["material/latents"],
+    )  # fmt: skip
     prep = preprocessing(config)
     nz = max(int(c.geometry.shape[0]) for c in state.site.train)
     sz = float(state.site.train[0].spacing[0])
@@ -362,12 +353,12 @@ def _render_dataset(config, state, shape_arrays, material_arrays, local, enhance
             subject, spacing=(sz, config.spacing, config.spacing),
             shape=(nz, *config.shape),
         )  # fmt: skip
-        phases = (0.0, float(end_systolic(subject)))
+        phases = (0.0, float(end_systolic_phase(subject)))
         image, lab = _render_volume(
             jax.random.fold_in(key, 100 + i), subject, geom, maps[i], phases
         )
         for p in range(len(phases)):
-            img, lb = _slices(prep, image[p], lab[p], (config.spacing,) * 2)
+            img, lb = _heart_slices(prep, image[p], lab[p], (config.spacing,) * 2)
             images.append(img)
             labels.append(lb)
     images, labels = np.concatenate(images), np.concatenate(labels)
@@ -469,21 +460,23 @@ class SimFLTask(FederatedTask):
             n = len(mcases)
         else:
             if "sim/images" not in local:
-                state.material_trainer(_sub(arrays, "shape/"), local)
-                mtrainer, _, _ = state.material_trainer(None, None)
+                mtrainer, mcases, _ = state.material_trainer(
+                    _sub(arrays, "shape/"), local
+                )
                 _set_material_generator(mtrainer, _sub(arrays, "material/"))
+                glo_material = mtrainer.generator()
                 generator = None  # enhancer_steps=0: the physics renderings
                 if config.enhancer_steps:
                     pairs = _enhancer_pairs(
-                        state, mtrainer.generator(), local["material/latents"]
+                        state, mcases, glo_material, local["material/latents"]
                     )
                     enhancer, enh_metrics = _train_enhancer(config, state, pairs)
                     metrics.update(enh_metrics)
                     generator = enhancer.generator()
                     local.update(_prefixed(to_arrays(generator), "enhancer/"))
                 images, labels = _render_dataset(
-                    config, state, _sub(arrays, "shape/"),
-                    _sub(arrays, "material/"), local, generator,
+                    config, state, _sub(arrays, "shape/"), glo_material, local,
+                    generator,
                 )  # fmt: skip
                 local["sim/images"], local["sim/labels"] = images, labels
             sim = SliceData(local["sim/images"], local["sim/labels"], kind="sim")
@@ -522,11 +515,7 @@ def glo_heldout(config: FederatedConfig, site: Site, generator: dict) -> dict:
     state = _state(config, site)
     trainer = state.inversion(state.test_cases, generator, None, config.invert_steps)
     recon = glo_reconstruction(trainer, [c[0] for c in state.test_cases])
-    out = {}
-    for s in STRUCTURES:
-        out[f"glo-dice-{s}"] = float(
-            np.mean([np.mean([d[s] for d in r["dice"].values()]) for r in recon])
-        )
+    out = _mean_dice(recon, "glo-dice-")
     out["glo-dice-mean"] = float(np.mean([out[f"glo-dice-{s}"] for s in STRUCTURES]))
     return out
 

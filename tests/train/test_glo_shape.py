@@ -242,6 +242,25 @@ def test_checkpoint_round_trip_and_resume_equality(cases, tmp_path):
         )
 
 
+def test_a_frozen_generator_fits_only_latents_and_poses(cases):
+    """GLO inversion (``train_generator=False``) with a trained generator (the
+    initial one's head is zero, so latents get no gradient through it): the
+    warm start moves the latents, the generator's weights stay bit for bit."""
+    trained = ShapeGLOTrainer(cases, _config())
+    for _ in range(3):
+        trained.step()
+    t = ShapeGLOTrainer(cases, _config(seed=1), train_generator=False)
+    t.params = {**t.params, "generator": trained.params["generator"]}
+    t.opt_state = t.tx.init(t.params)
+    before = jax.tree.map(np.asarray, t.params)
+    for _ in range(3):
+        t.step()
+    for x, y in zip(jax.tree.leaves(before["generator"]),
+                    jax.tree.leaves(t.params["generator"]), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x, np.asarray(y))
+    assert not np.array_equal(before["latents"], np.asarray(t.params["latents"]))
+
+
 def _reconstruction_dice(trainer, cases):
     """Mean Dice (LV, MYO, RV at ED and ES) of the decoded cases on their grids."""
     subjects = trainer.generator().subjects(trainer.params["latents"])
