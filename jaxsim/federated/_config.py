@@ -142,6 +142,15 @@ class FederatedConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict; got {getattr(self, name)!r}")
         if self.task == "sim-fl":
+            from ._simfl import enhancer_config, material_config, shape_config
+
+            for name, build in (("shape_options", shape_config),
+                                ("material_options", material_config),
+                                ("enhancer_options", enhancer_config)):  # fmt: skip
+                try:
+                    build(self)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{name}: {err}") from None
             glo = self.shape_rounds + self.material_rounds
             if self.rounds <= glo:
                 raise ValueError(

@@ -40,6 +40,11 @@ def test_settings_are_checked():
         FederatedConfig(material_options=[("grid", 8)])
     with pytest.raises(ValueError, match="latent_dim"):
         shape_config(FederatedConfig(shape_options={"latent_dim": 0}))
+    # a sim-fl run checks its generator and enhancer options up front
+    with pytest.raises(ValueError, match="shape_options: .*latent_dim"):
+        FederatedConfig(task="sim-fl", rounds=9, shape_options={"latent_dim": 0})
+    with pytest.raises(ValueError, match="enhancer_options: .*'nfg'"):
+        FederatedConfig(task="sim-fl", rounds=9, enhancer_options={"nfg": 8})
     # options survive the JSON the messages carry (lists become tuples again)
     config = FederatedConfig(
         task="sim-fl", rounds=9, shape_options={"grid_shape": [4, 4, 4]}
