@@ -144,9 +144,11 @@ class FederatedConfig:
         if self.task == "sim-fl":
             from ._simfl import enhancer_config, material_config, shape_config
 
-            for name, build in (("shape_options", shape_config),
-                                ("material_options", material_config),
-                                ("enhancer_options", enhancer_config)):  # fmt: skip
+            checks = [("shape_options", shape_config),
+                      ("material_options", material_config)]  # fmt: skip
+            if self.enhancer_steps:  # no enhancer: its options are not used
+                checks.append(("enhancer_options", enhancer_config))
+            for name, build in checks:
                 try:
                     build(self)
                 except (TypeError, ValueError) as err:

@@ -136,6 +136,7 @@ def test_local_task_keeps_its_network_at_the_site(site_factory, tiny, tmp_path):
 def test_sim_fl_reply_holds_only_the_shared_networks(site_factory, tiny):
     config = tiny(
         task="sim-fl", rounds=3, shape_rounds=1, material_rounds=1, shape_steps=2,
+        enhancer_steps=0,  # 16 px slices: too small for an enhancer
         shape_options={"warm_steps": 2, "hidden": 24, "latent_dim": 5,
                        "grid_shape": [3, 3, 3], "supersample": [1, 1, 1]},
         material_options={"grid": 4, "width": 4, "latent_dim": 3},
